@@ -1,0 +1,336 @@
+// Package agent wires the parts of an Outrigger agent together: it turns a
+// validated config.Config into running components (gossip, HTTP API, and
+// later the K/V store, catalog, DNS and proxy), starts them in order and
+// stops them in reverse. It owns lifecycle only; each job lives in its own
+// package.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/gossip"
+	"github.com/outrigger/outrigger/httpapi"
+	"github.com/outrigger/outrigger/internal/version"
+)
+
+// Agent is one running agent.
+type Agent struct {
+	cfg    config.Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	nodeID string
+
+	gossip *gossip.Gossip
+	http   *httpapi.Server
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when the agent must stop (leave or shutdown)
+	leaving  sync.Once
+}
+
+// New builds an agent from cfg, binding every listener so that a port
+// conflict fails here, before anything runs. On error nothing is left
+// running.
+func New(cfg config.Config, logger *slog.Logger) (a *Agent, err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a = &Agent{
+		cfg:     cfg,
+		log:     logger,
+		reg:     prometheus.NewRegistry(),
+		stopped: make(chan struct{}),
+	}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cleanup := []func(){}
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	if a.nodeID, err = loadNodeID(cfg); err != nil {
+		return nil, err
+	}
+
+	advertise, err := advertiseAddr(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var key []byte
+	if cfg.Encrypt != "" {
+		if key, err = gossip.DecodeKey(cfg.Encrypt); err != nil {
+			return nil, fmt.Errorf("agent: encrypt: %w", err)
+		}
+	}
+	gcfg := gossip.DefaultConfig()
+	gcfg.NodeName = cfg.NodeName
+	gcfg.BindAddr = cfg.BindAddr
+	gcfg.BindPort = cfg.Ports.SerfLAN
+	gcfg.AdvertiseAddr = advertise
+	gcfg.AdvertisePort = cfg.Ports.SerfLAN
+	gcfg.Tags = a.tags()
+	gcfg.SecretKey = key
+	gcfg.RetryJoin = cfg.RetryJoin
+	if cfg.RetryInterval > 0 {
+		gcfg.RetryInterval = cfg.RetryInterval
+	}
+	gcfg.RetryMax = cfg.RetryMax
+	gcfg.Logger = logger.With("component", "gossip")
+	gcfg.Registerer = a.reg
+	if cfg.Dev {
+		gcfg.Profile = "local"
+	} else {
+		gcfg.DataDir = cfg.DataDir
+	}
+	if a.gossip, err = gossip.New(gcfg); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { _ = a.gossip.Shutdown() })
+
+	httpAddr := net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.HTTP))
+	a.http, err = httpapi.New(httpapi.Config{
+		Addr:     httpAddr,
+		Agent:    a,
+		Registry: a.reg,
+		Logger:   logger.With("component", "http"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// tags are the gossip metadata other agents and tools read about us.
+func (a *Agent) tags() map[string]string {
+	cfg := a.cfg
+	t := map[string]string{
+		gossip.TagRole:       "node",
+		gossip.TagDatacenter: cfg.Datacenter,
+		gossip.TagBuild:      version.Version,
+		gossip.TagVersion:    strconv.Itoa(version.Protocol),
+		gossip.TagID:         a.nodeID,
+		gossip.TagHTTPPort:   strconv.Itoa(cfg.Ports.HTTP),
+		gossip.TagDNSPort:    strconv.Itoa(cfg.Ports.DNS),
+	}
+	if cfg.Server {
+		t[gossip.TagRole] = "consul"
+		t[gossip.TagServerPort] = strconv.Itoa(cfg.Ports.Server)
+		if cfg.BootstrapExpect > 0 {
+			t[gossip.TagBootstrap] = strconv.Itoa(cfg.BootstrapExpect)
+		}
+	}
+	return t
+}
+
+// Run starts the components and blocks until ctx ends, Leave completes or
+// a component fails. It always stops every component before returning.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	ip, port := a.gossip.Addr()
+	a.log.Info("agent started",
+		"node", a.cfg.NodeName, "id", a.nodeID, "datacenter", a.cfg.Datacenter,
+		"server", a.cfg.Server, "version", version.Version)
+	a.log.Info("listening", "http", a.http.Addr().String(),
+		"gossip", net.JoinHostPort(ip.String(), strconv.Itoa(port)),
+		"dns", net.JoinHostPort(a.cfg.ClientAddr, strconv.Itoa(a.cfg.Ports.DNS))+" (reserved)")
+
+	a.gossip.Start(ctx)
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- a.http.Serve(ctx) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-a.stopped:
+	case err = <-httpErr:
+		if err != nil {
+			err = fmt.Errorf("agent: http: %w", err)
+		}
+	}
+	a.shutdown()
+	return err
+}
+
+// Leave leaves the cluster gracefully, then makes Run return.
+func (a *Agent) Leave(ctx context.Context) error {
+	var err error
+	a.leaving.Do(func() {
+		a.log.Info("leaving the cluster")
+		err = a.gossip.Leave(ctx)
+		if err != nil {
+			a.log.Error("graceful leave failed", "err", err)
+		} else {
+			a.log.Info("left the cluster")
+		}
+		a.Stop()
+	})
+	return err
+}
+
+// Stop makes Run return without leaving (others will see this agent fail).
+func (a *Agent) Stop() {
+	a.stopOnce.Do(func() { close(a.stopped) })
+}
+
+func (a *Agent) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.http.Shutdown(ctx); err != nil {
+		a.log.Warn("http shutdown", "err", err)
+	}
+	if err := a.gossip.Shutdown(); err != nil {
+		a.log.Warn("gossip shutdown", "err", err)
+	}
+	a.log.Info("agent stopped")
+}
+
+// HTTPAddr is the HTTP API's bound address.
+func (a *Agent) HTTPAddr() net.Addr { return a.http.Addr() }
+
+// GossipAddr is the bound gossip address "ip:port".
+func (a *Agent) GossipAddr() string {
+	ip, port := a.gossip.Addr()
+	return net.JoinHostPort(ip.String(), strconv.Itoa(port))
+}
+
+// Members implements httpapi.Agent.
+func (a *Agent) Members() []gossip.Member { return a.gossip.Members() }
+
+// LocalMember implements httpapi.Agent.
+func (a *Agent) LocalMember() gossip.Member { return a.gossip.LocalMember() }
+
+// Join implements httpapi.Agent.
+func (a *Agent) Join(ctx context.Context, addrs []string) (int, error) {
+	n, err := a.gossip.Join(ctx, addrs)
+	if err != nil {
+		a.log.Error("join failed", "addrs", addrs, "err", err)
+	} else {
+		a.log.Info("joined", "addrs", addrs, "contacted", n)
+	}
+	return n, err
+}
+
+// Self implements httpapi.Agent.
+func (a *Agent) Self() httpapi.Self {
+	return httpapi.Self{
+		Datacenter: a.cfg.Datacenter,
+		NodeName:   a.cfg.NodeName,
+		NodeID:     a.nodeID,
+		Server:     a.cfg.Server,
+		Version:    version.Version,
+		Revision:   version.Revision,
+	}
+}
+
+// Registry is the agent's metrics registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// loadNodeID reads DataDir/node-id, creating it with a fresh UUID on first
+// start, so a node keeps its identity across restarts. -dev gets a fresh
+// one each run.
+func loadNodeID(cfg config.Config) (string, error) {
+	if cfg.Dev || cfg.DataDir == "" {
+		return newUUID()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return "", fmt.Errorf("agent: data_dir: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, "node-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if !validUUID(id) {
+			return "", fmt.Errorf("agent: %s: %q is not a UUID; remove the file to get a new node ID", path, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("agent: read node ID: %w", err)
+	}
+	id, err := newUUID()
+	if err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("agent: write node ID: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("agent: write node ID: %w", err)
+	}
+	return id, nil
+}
+
+func newUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("agent: node ID: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}
+
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// advertiseAddr picks the address others reach us on: advertise_addr if
+// set, else bind_addr unless it is unspecified, else the host's first
+// private IPv4 address (Consul's rule).
+func advertiseAddr(cfg config.Config) (string, error) {
+	if cfg.AdvertiseAddr != "" {
+		return cfg.AdvertiseAddr, nil
+	}
+	ip := net.ParseIP(cfg.BindAddr)
+	if ip != nil && !ip.IsUnspecified() {
+		return cfg.BindAddr, nil
+	}
+	priv, err := sockaddr.GetPrivateIP()
+	if err != nil {
+		return "", fmt.Errorf("agent: advertise_addr: finding a private IP: %w", err)
+	}
+	if priv == "" {
+		return "", errors.New("agent: advertise_addr: bind_addr is 0.0.0.0 and no private IPv4 address was found; set -advertise")
+	}
+	return priv, nil
+}
+
+var _ httpapi.Agent = (*Agent)(nil)
