@@ -1,7 +1,3 @@
-// Package config turns defaults, configuration files (JSON or HCL, Consul's
-// keys), environment variables and command-line flags into one validated
-// agent Config. It does not start anything: the agent package wires the
-// resulting Config into components.
 package config
 
 import "time"
@@ -9,9 +5,11 @@ import "time"
 // Config is the agent's whole configuration after merging every source.
 // Field comments give the Consul key it is read from.
 type Config struct {
-	// Dev runs a single in-memory server with everything on (-dev).
+	// Dev runs a single in-memory server with everything on (-dev, flag
+	// only). See DevConfig.
 	Dev bool
-	// NodeName names this agent in the cluster (node_name). Default: hostname.
+	// NodeName names this agent in the cluster (node_name). Default: the
+	// hostname up to its first dot.
 	NodeName string
 	// Datacenter (datacenter). Default "dc1".
 	Datacenter string
@@ -19,14 +17,16 @@ type Config struct {
 	DataDir string
 
 	// BindAddr is the address gossip and server RPC listen on (bind_addr).
+	// A plain IP address; go-sockaddr templates are not supported.
 	// Default "0.0.0.0".
 	BindAddr string
 	// AdvertiseAddr is the address other agents use to reach this one
-	// (advertise_addr). Default: BindAddr, or the first private IPv4 when
-	// BindAddr is unspecified.
+	// (advertise_addr). A plain IP address. If empty, the agent uses
+	// BindAddr, or the first private IPv4 when BindAddr is unspecified.
 	AdvertiseAddr string
-	// ClientAddr is the address HTTP and DNS listen on (client_addr).
-	// Default "127.0.0.1".
+	// ClientAddr is the address HTTP and DNS listen on (client_addr). One
+	// plain IP address (Consul's space-separated list and templates are not
+	// supported). Default "127.0.0.1".
 	ClientAddr string
 
 	Ports Ports
@@ -41,7 +41,8 @@ type Config struct {
 	// back-off until one succeeds (retry_join).
 	RetryJoin []string
 	// RetryInterval is the first back-off between join attempts
-	// (retry_interval). Default 5s (1s in Dev).
+	// (retry_interval, a duration string such as "30s"). Default 5s (1s in
+	// Dev).
 	RetryInterval time.Duration
 	// RetryMax caps join attempts; 0 means retry forever (retry_max).
 	RetryMax int
@@ -56,7 +57,8 @@ type Config struct {
 	// (skip_leave_on_interrupt). Default false.
 	SkipLeaveOnInterrupt bool
 
-	// LogLevel is one of trace, debug, info, warn, error (log_level).
+	// LogLevel is one of trace, debug, info, warn, error (log_level). Load
+	// lowercases it and maps "warning" to "warn" and "err" to "error".
 	LogLevel string
 	// LogJSON logs in JSON lines instead of text (log_json).
 	LogJSON bool
@@ -64,8 +66,22 @@ type Config struct {
 	// NodeMeta is free-form node metadata (node_meta).
 	NodeMeta map[string]string
 
-	// ConfigFiles and ConfigDirs record where the configuration came from,
-	// in the order loaded; informational.
+	// Extra keeps, undecoded, the sections that later work will give a
+	// meaning to, keyed by their Consul key: service, services, check,
+	// checks, watches, recursors, dns_config, domain, alt_domain. Values
+	// have the shapes encoding/json gives, except that numbers are int when
+	// integral (float64 otherwise): map[string]any, []any, string, int,
+	// float64, bool, nil. The list keys (service, services, check, checks,
+	// watches, recursors) always hold a []any, so a lone JSON object or HCL
+	// block becomes a one-element list; dns_config is one object even if
+	// HCL repeats the block. Objects nested inside these sections that came
+	// from HCL blocks appear as one-element lists of objects (HCL1 cannot
+	// tell a block from a list of blocks): decoders of these sections should
+	// accept either, as asObject does.
+	Extra map[string]any
+
+	// ConfigFiles records the files the configuration was read from, in the
+	// order loaded, directories expanded; informational.
 	ConfigFiles []string
 }
 
@@ -88,4 +104,19 @@ func DefaultConfig() Config {
 		LeaveOnTerminate: true,
 		LogLevel:         "info",
 	}
+}
+
+// DevConfig returns the configuration -dev starts from: DefaultConfig with
+// Dev and Server on, BootstrapExpect 1 (a cluster of one elects itself),
+// BindAddr and ClientAddr on 127.0.0.1 and RetryInterval 1s. DataDir is not
+// required. Files, environment and flags still override it.
+func DevConfig() Config {
+	c := DefaultConfig()
+	c.Dev = true
+	c.Server = true
+	c.BootstrapExpect = 1
+	c.BindAddr = "127.0.0.1"
+	c.ClientAddr = "127.0.0.1"
+	c.RetryInterval = time.Second
+	return c
 }
