@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,7 @@ import (
 	"github.com/outrigger/outrigger/gossip"
 	"github.com/outrigger/outrigger/httpapi"
 	"github.com/outrigger/outrigger/internal/version"
+	"github.com/outrigger/outrigger/rpcmux"
 )
 
 // Agent is one running agent.
@@ -38,6 +40,10 @@ type Agent struct {
 
 	gossip *gossip.Gossip
 	http   *httpapi.Server
+	server *server // nil on client agents
+
+	rrMu   sync.Mutex
+	rrNext int // round robin over servers for forwarding
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the agent must stop (leave or shutdown)
@@ -107,13 +113,29 @@ func New(cfg config.Config, logger *slog.Logger) (a *Agent, err error) {
 	}
 	cleanup = append(cleanup, func() { _ = a.gossip.Shutdown() })
 
+	var status httpapi.Status
+	if cfg.Server {
+		if a.server, err = newServer(a, advertise); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, a.server.shutdown)
+		status = a.server
+	}
+
 	httpAddr := net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.HTTP))
-	a.http, err = httpapi.New(httpapi.Config{
-		Addr:     httpAddr,
-		Agent:    a,
-		Registry: a.reg,
-		Logger:   logger.With("component", "http"),
-	})
+	hcfg := httpapi.Config{
+		Addr:             httpAddr,
+		Agent:            a,
+		Status:           status,
+		Router:           a,
+		ForwardTransport: rpcmux.HTTPTransport(),
+		Registry:         a.reg,
+		Logger:           logger.With("component", "http"),
+	}
+	if a.server != nil {
+		hcfg.Store = a.server.store
+	}
+	a.http, err = httpapi.New(hcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +179,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		"dns", net.JoinHostPort(a.cfg.ClientAddr, strconv.Itoa(a.cfg.Ports.DNS))+" (reserved)")
 
 	a.gossip.Start(ctx)
+	if a.server != nil {
+		go a.server.run(ctx)
+	}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- a.http.Serve(ctx) }()
 
@@ -200,6 +225,9 @@ func (a *Agent) shutdown() {
 	if err := a.http.Shutdown(ctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
 	}
+	if a.server != nil {
+		a.server.shutdown()
+	}
 	if err := a.gossip.Shutdown(); err != nil {
 		a.log.Warn("gossip shutdown", "err", err)
 	}
@@ -242,6 +270,30 @@ func (a *Agent) Self() httpapi.Self {
 		Version:    version.Version,
 		Revision:   version.Revision,
 	}
+}
+
+// Route implements httpapi.Router: a server answers or forwards to the
+// leader; a client forwards to a live server of its datacenter, in turn.
+func (a *Agent) Route(_ *http.Request, mode httpapi.RouteMode) (string, error) {
+	if a.server != nil {
+		return a.server.route(mode)
+	}
+	var servers []string
+	for _, m := range a.gossip.Members() {
+		if m.Status != gossip.StatusAlive || m.Tags[gossip.TagRole] != "consul" ||
+			m.Tags[gossip.TagDatacenter] != a.cfg.Datacenter || m.Tags[gossip.TagServerPort] == "" || m.Addr == nil {
+			continue
+		}
+		servers = append(servers, net.JoinHostPort(m.Addr.String(), m.Tags[gossip.TagServerPort]))
+	}
+	if len(servers) == 0 {
+		return "", httpapi.ErrNoServers
+	}
+	a.rrMu.Lock()
+	a.rrNext++
+	i := a.rrNext % len(servers)
+	a.rrMu.Unlock()
+	return servers[i], nil
 }
 
 // Registry is the agent's metrics registry.

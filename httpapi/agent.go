@@ -52,8 +52,8 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT /v1/agent/leave", s.agentLeave)
 	m.HandleFunc("GET /v1/agent/metrics", s.agentMetrics)
 	m.Handle("GET /metrics", s.metricsHandler())
-	m.HandleFunc("GET /v1/status/leader", s.statusLeader)
-	m.HandleFunc("GET /v1/status/peers", s.statusPeers)
+	m.HandleFunc("GET /v1/status/leader", s.routedAnyServer(s.statusLeader))
+	m.HandleFunc("GET /v1/status/peers", s.routedAnyServer(s.statusPeers))
 }
 
 // memberJSON is Consul's AgentMember shape.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outrigger/outrigger/kvstore"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -27,6 +29,15 @@ type Config struct {
 	// Status answers /v1/status/leader and /v1/status/peers. If nil,
 	// there is no leader and no peers.
 	Status Status
+	// Store is the local K/V store on a server agent; nil on clients,
+	// whose K/V requests the Router always forwards to a server.
+	Store *kvstore.Store
+	// Router decides which requests are forwarded to a server or the
+	// leader. If nil, everything is served locally.
+	Router Router
+	// ForwardTransport carries forwarded requests to a server port (see
+	// rpcmux.HTTPTransport). Required when Router is set.
+	ForwardTransport http.RoundTripper
 	// Registry collects the agent's metrics and receives the HTTP ones.
 	// If nil, a private registry is used.
 	Registry *prometheus.Registry
@@ -41,6 +52,9 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.Agent == nil {
 		return errors.New("httpapi: Agent: must be set")
+	}
+	if c.Router != nil && c.ForwardTransport == nil {
+		return errors.New("httpapi: ForwardTransport: must be set with Router")
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("httpapi: Addr: %q: %w", c.Addr, err)
@@ -124,6 +138,24 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 	err := s.srv.Serve(s.ln)
 	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeInternal serves the same API on ln (the server port's forwarded
+// HTTP connections) until ctx ends.
+func (s *Server) ServeInternal(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.instrument(s.mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          s.srv.ErrorLog,
+	}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) || ctx.Err() != nil {
 		return nil
 	}
 	return err

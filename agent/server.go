@@ -1,0 +1,353 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/outrigger/outrigger/gossip"
+	"github.com/outrigger/outrigger/httpapi"
+	"github.com/outrigger/outrigger/kvstore"
+	"github.com/outrigger/outrigger/rpcmux"
+)
+
+// server is the Raft side of a server agent: the server port, the K/V
+// store, bootstrapping from gossip and keeping the Raft configuration in
+// step with gossip membership (the leader's job).
+type server struct {
+	a      *Agent
+	log    *slog.Logger
+	mux    *rpcmux.Mux
+	store  *kvstore.Store
+	addr   string // our Raft address, advertise:server_port
+	expect int
+	client *http.Client // server-port HTTP to other servers
+
+	// failedRemoveAfter is how long a server must have been failed in
+	// gossip before the leader removes it from the Raft configuration.
+	failedRemoveAfter time.Duration
+	// minVoters is the size below which failed servers are not removed.
+	minVoters int
+
+	bootstrapOnce sync.Once
+}
+
+func newServer(a *Agent, advertise string) (s *server, err error) {
+	cfg := a.cfg
+	bind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Ports.Server))
+	adv := net.JoinHostPort(advertise, strconv.Itoa(cfg.Ports.Server))
+	advAddr, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		return nil, fmt.Errorf("agent: server advertise address %s: %w", adv, err)
+	}
+	mux, err := rpcmux.Listen(bind, advAddr, a.log.With("component", "rpc"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			mux.Close()
+		}
+	}()
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  mux.RaftLayer(),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  kvstore.HCLogger(a.log.With("component", "raft-net"), "raft-net"),
+	})
+	kcfg := kvstore.DefaultConfig()
+	kcfg.NodeID = a.nodeID
+	kcfg.Advertise = adv
+	kcfg.Transport = trans
+	kcfg.Logger = a.log.With("component", "kvstore")
+	kcfg.Registerer = a.reg
+	if cfg.Dev {
+		kcfg.InMemory = true
+		kcfg.Timing = kvstore.FastTiming()
+	} else {
+		kcfg.DataDir = cfg.DataDir
+	}
+	store, err := kvstore.New(kcfg)
+	if err != nil {
+		trans.Close()
+		return nil, err
+	}
+	expect := cfg.BootstrapExpect
+	return &server{
+		a: a, log: a.log.With("component", "server"), mux: mux, store: store,
+		addr: adv, expect: expect,
+		client:            &http.Client{Transport: rpcmux.HTTPTransport(), Timeout: 5 * time.Second},
+		failedRemoveAfter: 72 * time.Hour,
+		minVoters:         max(expect, 1),
+	}, nil
+}
+
+// run serves forwarded HTTP on the server port, bootstraps when enough
+// servers are seen, and reconciles membership while leader. It returns
+// when ctx ends.
+func (s *server) run(ctx context.Context) {
+	go func() {
+		if err := s.a.http.ServeInternal(ctx, s.mux.HTTPListener()); err != nil {
+			s.log.Error("server-port HTTP stopped", "err", err)
+		}
+	}()
+	events, cancel := s.a.gossip.Subscribe(64)
+	defer cancel()
+	if s.a.cfg.Dev {
+		s.bootstrap(nil)
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	s.step(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		case <-tick.C:
+		}
+		s.step(ctx)
+	}
+}
+
+func (s *server) step(ctx context.Context) {
+	if s.expect > 0 {
+		s.maybeBootstrap(ctx)
+	}
+	if s.store.IsLeader() {
+		s.reconcile(ctx)
+	}
+}
+
+func (s *server) shutdown() {
+	if err := s.store.Shutdown(); err != nil {
+		s.log.Warn("kvstore shutdown", "err", err)
+	}
+	s.mux.Close()
+}
+
+// serverMember is a server as gossip sees it.
+type serverMember struct {
+	name, id, addr string
+	status         gossip.Status
+	expect         int
+	since          time.Time
+}
+
+// servers lists the server members of our datacenter from gossip.
+func (s *server) servers() []serverMember {
+	var out []serverMember
+	for _, m := range s.a.gossip.Members() {
+		if m.Tags[gossip.TagRole] != "consul" || m.Tags[gossip.TagDatacenter] != s.a.cfg.Datacenter {
+			continue
+		}
+		port := m.Tags[gossip.TagServerPort]
+		if port == "" || m.Addr == nil {
+			continue
+		}
+		expect, _ := strconv.Atoi(m.Tags[gossip.TagBootstrap])
+		out = append(out, serverMember{
+			name: m.Name, id: m.Tags[gossip.TagID], addr: net.JoinHostPort(m.Addr.String(), port),
+			status: m.Status, expect: expect, since: m.Since,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+func (s *server) hasConfiguration() bool {
+	cfg, err := s.store.Configuration()
+	return err == nil && len(cfg) > 0
+}
+
+// maybeBootstrap forms the cluster once bootstrap_expect servers see each
+// other — and never a second cluster: if any of them already belongs to
+// a Raft cluster, we wait to be added instead.
+func (s *server) maybeBootstrap(ctx context.Context) {
+	if s.hasConfiguration() {
+		return
+	}
+	var alive []serverMember
+	for _, m := range s.servers() {
+		if m.status != gossip.StatusAlive {
+			continue
+		}
+		if m.expect != 0 && m.expect != s.expect {
+			s.log.Error("servers disagree on bootstrap_expect; not bootstrapping", "server", m.name, "theirs", m.expect, "ours", s.expect)
+			return
+		}
+		alive = append(alive, m)
+	}
+	if len(alive) < s.expect {
+		return
+	}
+	for _, m := range alive {
+		if m.addr == s.addr {
+			continue
+		}
+		peers, err := s.peersOf(ctx, m.addr)
+		if err != nil {
+			s.log.Debug("bootstrap: cannot ask server for its peers yet", "server", m.name, "err", err)
+			return
+		}
+		if len(peers) > 0 {
+			s.log.Info("bootstrap: an existing Raft cluster was found; waiting to be added by its leader", "server", m.name, "peers", peers)
+			return
+		}
+	}
+	servers := make([]raft.Server, 0, len(alive))
+	for _, m := range alive {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.id), Address: raft.ServerAddress(m.addr)})
+	}
+	s.bootstrap(servers)
+}
+
+func (s *server) bootstrap(servers []raft.Server) {
+	s.bootstrapOnce.Do(func() {
+		if err := s.store.Bootstrap(servers); err != nil {
+			s.log.Error("bootstrap failed", "err", err)
+			return
+		}
+		names := make([]string, 0, len(servers))
+		for _, sv := range servers {
+			names = append(names, string(sv.Address))
+		}
+		s.log.Info("bootstrapped the Raft cluster", "servers", names)
+	})
+}
+
+// peersOf asks another server for its Raft peers over the server port.
+func (s *server) peersOf(ctx context.Context, addr string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/v1/status/peers?stale", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	var peers []string
+	if err := json.NewDecoder(resp.Body).Decode(&peers); err != nil {
+		return nil, err
+	}
+	return peers, nil
+}
+
+// reconcile makes the Raft configuration follow gossip: alive servers are
+// added, servers that left are removed, and servers failed for longer than
+// failedRemoveAfter are removed while enough voters remain.
+func (s *server) reconcile(ctx context.Context) {
+	cfg, err := s.store.Configuration()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]raft.Server{}
+	for _, sv := range cfg {
+		inRaft[string(sv.ID)] = sv
+	}
+	members := s.servers()
+	byID := map[string]serverMember{}
+	for _, m := range members {
+		byID[m.id] = m
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	voters := len(cfg)
+	for _, m := range members {
+		sv, known := inRaft[m.id]
+		switch m.status {
+		case gossip.StatusAlive:
+			if known && string(sv.Address) == m.addr {
+				continue
+			}
+			// A server that came back with the same address and a new ID
+			// replaces its old entry.
+			for id, old := range inRaft {
+				if string(old.Address) == m.addr && id != m.id {
+					if err := s.store.RemoveServer(ctx, id); err == nil {
+						s.log.Info("removed stale Raft server with the same address", "id", id, "addr", m.addr)
+						voters--
+					}
+				}
+			}
+			if err := s.store.AddVoter(ctx, m.id, m.addr); err != nil {
+				s.log.Warn("add Raft voter failed", "server", m.name, "err", err)
+				continue
+			}
+			if !known {
+				voters++
+				s.log.Info("added server to the Raft cluster", "server", m.name, "addr", m.addr)
+			}
+		case gossip.StatusLeft:
+			if !known || m.id == s.store.ID() {
+				continue
+			}
+			if err := s.store.RemoveServer(ctx, m.id); err != nil {
+				s.log.Warn("remove departed Raft server failed", "server", m.name, "err", err)
+				continue
+			}
+			voters--
+			s.log.Info("removed departed server from the Raft cluster", "server", m.name)
+		case gossip.StatusFailed:
+			if !known || m.id == s.store.ID() || time.Since(m.since) < s.failedRemoveAfter {
+				continue
+			}
+			if voters-1 < s.minVoters {
+				s.log.Warn("not removing failed server: the cluster would drop below bootstrap_expect voters", "server", m.name, "voters", voters)
+				continue
+			}
+			if err := s.store.RemoveServer(ctx, m.id); err != nil {
+				s.log.Warn("remove failed Raft server failed", "server", m.name, "err", err)
+				continue
+			}
+			voters--
+			s.log.Info("removed failed server from the Raft cluster", "server", m.name, "failed_for", time.Since(m.since).Round(time.Second))
+		}
+	}
+}
+
+// Leader implements httpapi.Status.
+func (s *server) Leader() string {
+	addr, _ := s.store.Leader()
+	return addr
+}
+
+// Peers implements httpapi.Status.
+func (s *server) Peers() []string {
+	cfg, err := s.store.Configuration()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(cfg))
+	for _, sv := range cfg {
+		if sv.Suffrage == raft.Voter {
+			out = append(out, string(sv.Address))
+		}
+	}
+	return out
+}
+
+// route implements the server side of httpapi.Router.
+func (s *server) route(mode httpapi.RouteMode) (string, error) {
+	if mode == httpapi.RouteAnyServer || s.store.IsLeader() {
+		return "", nil
+	}
+	addr, _ := s.store.Leader()
+	if addr == "" {
+		return "", httpapi.ErrNoLeader
+	}
+	return addr, nil
+}

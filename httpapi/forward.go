@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+)
+
+// RouteMode says which server may answer a request.
+type RouteMode int
+
+const (
+	// RouteLeader: writes, and default or ?consistent reads — the leader answers.
+	RouteLeader RouteMode = iota
+	// RouteAnyServer: ?stale reads — any server answers from its own state.
+	RouteAnyServer
+)
+
+// ErrNoLeader is returned by a Router when the cluster has no leader; the
+// client gets a 500 "No cluster leader", as from Consul.
+var ErrNoLeader = errors.New("No cluster leader")
+
+// ErrNoServers is returned by a Router on a client agent that knows no
+// live server.
+var ErrNoServers = errors.New("No known Consul servers")
+
+// Router decides where a request that needs the servers is served.
+type Router interface {
+	// Route returns "" to serve the request here, or the server RPC
+	// address ("ip:port" of a server port) to forward it to.
+	Route(r *http.Request, mode RouteMode) (string, error)
+}
+
+// hopsHeader counts how many times a request was forwarded, so a
+// confused topology cannot loop a request forever.
+const hopsHeader = "X-Outrigger-Forwarded-Hops"
+
+// maxHops: client → server → leader is two.
+const maxHops = 2
+
+// modeFor picks the route mode of a read from its consistency flags.
+func modeFor(r *http.Request) RouteMode {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return RouteLeader
+	}
+	if _, ok := r.URL.Query()["stale"]; ok {
+		return RouteAnyServer
+	}
+	return RouteLeader
+}
+
+// routed serves h locally when the Router says so, and otherwise forwards
+// the request to the chosen server over its server port. Writes and
+// default or consistent reads go to the leader; ?stale reads to any server.
+func (s *Server) routed(h http.HandlerFunc) http.HandlerFunc {
+	return s.routedAs(modeFor, h)
+}
+
+// routedAnyServer routes every request to some server (status endpoints:
+// a client agent asks a server, a server answers itself).
+func (s *Server) routedAnyServer(h http.HandlerFunc) http.HandlerFunc {
+	return s.routedAs(func(*http.Request) RouteMode { return RouteAnyServer }, h)
+}
+
+func (s *Server) routedAs(mode func(*http.Request) RouteMode, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Router == nil {
+			h(w, r)
+			return
+		}
+		hops, _ := strconv.Atoi(r.Header.Get(hopsHeader))
+		target, err := s.cfg.Router.Route(r, mode(r))
+		switch {
+		case err != nil:
+			Error(w, http.StatusInternalServerError, "%v", err)
+			return
+		case target == "":
+			h(w, r)
+			return
+		case hops >= maxHops:
+			Error(w, http.StatusInternalServerError, "request forwarded %d times without reaching a server that can answer it (leader changing?)", hops)
+			return
+		}
+		s.forward(w, r, target, hops+1)
+	}
+}
+
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, hops int) {
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: target})
+			pr.Out.Header.Set(hopsHeader, strconv.Itoa(hops))
+			pr.Out.Host = target
+		},
+		Transport:     s.cfg.ForwardTransport,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.log.Warn("forward failed", "target", target, "path", r.URL.Path, "err", err)
+			Error(w, http.StatusInternalServerError, "forward to server %s: %v", target, err)
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
