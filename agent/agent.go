@@ -41,6 +41,7 @@ type Agent struct {
 	gossip *gossip.Gossip
 	http   *httpapi.Server
 	server *server // nil on client agents
+	opts   options
 
 	rrMu   sync.Mutex
 	rrNext int // round robin over servers for forwarding
@@ -50,10 +51,25 @@ type Agent struct {
 	leaving  sync.Once
 }
 
+// Option adjusts how New builds an agent beyond what config.Config says;
+// tests use them to shorten timings.
+type Option func(*options)
+
+type options struct {
+	gossipProfile string
+	fastRaft      bool
+}
+
+// WithGossipProfile selects memberlist timings ("lan", "local").
+func WithGossipProfile(p string) Option { return func(o *options) { o.gossipProfile = p } }
+
+// WithFastRaft uses Raft timings that elect in about a second (tests).
+func WithFastRaft() Option { return func(o *options) { o.fastRaft = true } }
+
 // New builds an agent from cfg, binding every listener so that a port
 // conflict fails here, before anything runs. On error nothing is left
 // running.
-func New(cfg config.Config, logger *slog.Logger) (a *Agent, err error) {
+func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -62,6 +78,9 @@ func New(cfg config.Config, logger *slog.Logger) (a *Agent, err error) {
 		log:     logger,
 		reg:     prometheus.NewRegistry(),
 		stopped: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(&a.opts)
 	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -104,9 +123,12 @@ func New(cfg config.Config, logger *slog.Logger) (a *Agent, err error) {
 	gcfg.Logger = logger.With("component", "gossip")
 	gcfg.Registerer = a.reg
 	if cfg.Dev {
-		gcfg.Profile = "local"
+		gcfg.Profile = gossip.ProfileLocal
 	} else {
 		gcfg.DataDir = cfg.DataDir
+	}
+	if a.opts.gossipProfile != "" {
+		gcfg.Profile = a.opts.gossipProfile
 	}
 	if a.gossip, err = gossip.New(gcfg); err != nil {
 		return nil, err

@@ -76,6 +76,9 @@ func newServer(a *Agent, advertise string) (s *server, err error) {
 	} else {
 		kcfg.DataDir = cfg.DataDir
 	}
+	if a.opts.fastRaft {
+		kcfg.Timing = kvstore.FastTiming()
+	}
 	store, err := kvstore.New(kcfg)
 	if err != nil {
 		trans.Close()

@@ -1,0 +1,191 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/internal/testutil"
+)
+
+// testWriter routes an agent's logs to t.Log.
+type testWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Logf("%s: %s", w.name, b)
+	return len(b), nil
+}
+
+type testAgent struct {
+	*Agent
+	name   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (ta *testAgent) url(path string) string { return "http://" + ta.HTTPAddr().String() + path }
+
+// startAgent runs one agent on fresh loopback ports with short timings.
+func startAgent(t *testing.T, name string, server bool, expect int, join ...string) *testAgent {
+	t.Helper()
+	cfg := config.DefaultConfig()
+	cfg.NodeName = name
+	cfg.DataDir = t.TempDir()
+	cfg.BindAddr = "127.0.0.1"
+	cfg.ClientAddr = "127.0.0.1"
+	cfg.Ports = config.Ports{HTTP: testutil.FreePort(t), DNS: testutil.FreePort(t), SerfLAN: testutil.FreePort(t), Server: testutil.FreePort(t)}
+	cfg.Server = server
+	cfg.BootstrapExpect = expect
+	cfg.RetryJoin = join
+	cfg.RetryInterval = 100 * time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := New(cfg, logger, WithGossipProfile("local"), WithFastRaft())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ta := &testAgent{Agent: a, name: name, cancel: cancel, done: make(chan error, 1)}
+	go func() { ta.done <- a.Run(ctx) }()
+	t.Cleanup(ta.stop)
+	return ta
+}
+
+// stop ends the agent without a graceful leave (a crash, as others see it).
+func (ta *testAgent) stop() {
+	ta.cancel()
+	<-ta.done
+	ta.done <- nil // let a second stop return
+}
+
+func getJSON(url string, out any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func startServers(t *testing.T, n int) []*testAgent {
+	t.Helper()
+	first := startAgent(t, "s1", true, n)
+	servers := []*testAgent{first}
+	for i := 2; i <= n; i++ {
+		servers = append(servers, startAgent(t, "s"+strconv.Itoa(i), true, n, first.GossipAddr()))
+	}
+	return servers
+}
+
+func waitPeers(t *testing.T, via *testAgent, want int) {
+	t.Helper()
+	testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("%d raft peers via %s", want, via.name), func() error {
+		var peers []string
+		if err := getJSON(via.url("/v1/status/peers"), &peers); err != nil {
+			return err
+		}
+		var leader string
+		if err := getJSON(via.url("/v1/status/leader"), &leader); err != nil {
+			return err
+		}
+		if len(peers) != want || leader == "" {
+			return fmt.Errorf("peers %v leader %q", peers, leader)
+		}
+		return nil
+	})
+}
+
+func leaderOf(servers []*testAgent) *testAgent {
+	for _, s := range servers {
+		if s.server.store.IsLeader() {
+			return s
+		}
+	}
+	return nil
+}
+
+func TestServersBootstrapAndClientForwards(t *testing.T) {
+	servers := startServers(t, 3)
+	client := startAgent(t, "c1", false, 0, servers[0].GossipAddr())
+	waitPeers(t, client, 3)
+	for _, s := range servers {
+		waitPeers(t, s, 3)
+	}
+	// Exactly one cluster: every server reports the same leader.
+	var leaders = map[string]bool{}
+	for _, s := range servers {
+		var l string
+		if err := getJSON(s.url("/v1/status/leader?stale"), &l); err != nil {
+			t.Fatal(err)
+		}
+		leaders[l] = true
+	}
+	if len(leaders) != 1 {
+		t.Errorf("servers disagree on the leader: %v", leaders)
+	}
+}
+
+func TestLeaderKilledNewLeaderElected(t *testing.T) {
+	servers := startServers(t, 3)
+	waitPeers(t, servers[0], 3)
+	var old *testAgent
+	testutil.WaitFor(t, 10*time.Second, "a leader", func() error {
+		if old = leaderOf(servers); old == nil {
+			return fmt.Errorf("no leader")
+		}
+		return nil
+	})
+	start := time.Now()
+	old.stop()
+	var rest []*testAgent
+	for _, s := range servers {
+		if s != old {
+			rest = append(rest, s)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "a new leader", func() error {
+		if l := leaderOf(rest); l == nil {
+			return fmt.Errorf("no leader yet")
+		}
+		return nil
+	})
+	t.Logf("new leader after %v", time.Since(start).Round(time.Millisecond))
+	// A crashed server stays in the configuration (it may come back).
+	waitPeers(t, rest[0], 3)
+}
+
+func TestServerLeaveRemovedFromRaft(t *testing.T) {
+	servers := startServers(t, 3)
+	waitPeers(t, servers[0], 3)
+	var follower *testAgent
+	for _, s := range servers {
+		if !s.server.store.IsLeader() {
+			follower = s
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := follower.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s != follower {
+			waitPeers(t, s, 2)
+		}
+	}
+}
