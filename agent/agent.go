@@ -225,6 +225,9 @@ func (a *Agent) Leave(ctx context.Context) error {
 	var err error
 	a.leaving.Do(func() {
 		a.log.Info("leaving the cluster")
+		if a.server != nil {
+			a.server.leave(ctx)
+		}
 		err = a.gossip.Leave(ctx)
 		if err != nil {
 			a.log.Error("graceful leave failed", "err", err)

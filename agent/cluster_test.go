@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,14 +15,31 @@ import (
 	"github.com/outrigger/outrigger/internal/testutil"
 )
 
-// testWriter routes an agent's logs to t.Log.
+// testWriter routes an agent's logs to t.Log until the test ends; later
+// lines (memberlist timers fire after Shutdown) are dropped.
 type testWriter struct {
-	t    *testing.T
-	name string
+	t      *testing.T
+	name   string
+	mu     sync.Mutex
+	closed bool
 }
 
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Logf("%s: %s", w.name, b)
+func newTestWriter(t *testing.T, name string) *testWriter {
+	w := &testWriter{t: t, name: name}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Logf("%s: %s", w.name, b)
+	}
 	return len(b), nil
 }
 
@@ -50,7 +68,7 @@ func startAgent(t *testing.T, name string, server bool, expect int, join ...stri
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := slog.New(slog.NewTextHandler(newTestWriter(t, name), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := New(cfg, logger, WithGossipProfile("local"), WithFastRaft())
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +203,28 @@ func TestServerLeaveRemovedFromRaft(t *testing.T) {
 	}
 	for _, s := range servers {
 		if s != follower {
+			waitPeers(t, s, 2)
+		}
+	}
+}
+
+func TestLeaderLeaveHandsOver(t *testing.T) {
+	servers := startServers(t, 3)
+	waitPeers(t, servers[0], 3)
+	var leader *testAgent
+	testutil.WaitFor(t, 10*time.Second, "a leader", func() error {
+		if leader = leaderOf(servers); leader == nil {
+			return fmt.Errorf("no leader")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s != leader {
 			waitPeers(t, s, 2)
 		}
 	}

@@ -138,6 +138,24 @@ func (s *server) shutdown() {
 	s.mux.Close()
 }
 
+// leave takes a leaving leader out of the Raft configuration itself, so the
+// others elect a new leader without waiting to notice it is gone. A
+// leaving follower is removed by the leader when gossip reports it left.
+func (s *server) leave(ctx context.Context) {
+	if !s.store.IsLeader() {
+		return
+	}
+	cfg, err := s.store.Configuration()
+	if err != nil || len(cfg) < 2 {
+		return
+	}
+	if err := s.store.RemoveServer(ctx, s.store.ID()); err != nil {
+		s.log.Warn("leaving leader could not remove itself from the Raft configuration", "err", err)
+		return
+	}
+	s.log.Info("removed ourselves from the Raft configuration before leaving")
+}
+
 // serverMember is a server as gossip sees it.
 type serverMember struct {
 	name, id, addr string
