@@ -124,6 +124,18 @@ func up(t *testing.T) *cluster {
 	return c
 }
 
+func getJSON(url string, out any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
 func TestComposeClusterForms(t *testing.T) {
 	c := up(t)
 	start := time.Now()
@@ -153,6 +165,23 @@ func TestComposeClusterForms(t *testing.T) {
 		return nil
 	})
 	t.Logf("compose cluster: 3 servers alive %v after `up -d`", time.Since(start).Round(time.Millisecond))
+
+	// The servers formed one Raft cluster by themselves (bootstrap_expect 3).
+	testutil.WaitFor(t, 60*time.Second, "a Raft leader with 3 peers", func() error {
+		var leader string
+		var peers []string
+		if err := getJSON("http://"+c.http+"/v1/status/leader", &leader); err != nil {
+			return err
+		}
+		if err := getJSON("http://"+c.http+"/v1/status/peers", &peers); err != nil {
+			return err
+		}
+		if leader == "" || len(peers) != 3 {
+			return fmt.Errorf("leader %q peers %v", leader, peers)
+		}
+		return nil
+	})
+	t.Logf("compose cluster: Raft leader elected %v after `up -d`", time.Since(start).Round(time.Millisecond))
 
 	// Every agent sees the others, not just server1.
 	for _, svc := range []string{"server2", "server3"} {
