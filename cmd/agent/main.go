@@ -20,12 +20,15 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"run":     {"Run an agent", runCommand},
-		"members": {"List the members of the cluster", membersCommand},
-		"join":    {"Tell a running agent to join the cluster", joinCommand},
-		"leave":   {"Gracefully leave the cluster and stop the agent", leaveCommand},
-		"keygen":  {"Generate a new gossip encryption key", keygenCommand},
-		"version": {"Print the agent's version", versionCommand},
+		"run":      {"Run an agent", runCommand},
+		"members":  {"List the members of the cluster", membersCommand},
+		"join":     {"Tell a running agent to join the cluster", joinCommand},
+		"leave":    {"Gracefully leave the cluster and stop the agent", leaveCommand},
+		"keygen":   {"Generate a new gossip encryption key", keygenCommand},
+		"version":  {"Print the agent's version", versionCommand},
+		"kv":       {"Interact with the key/value store", kvCommand},
+		"lock":     {"Run a command while holding a lock", lockCommand},
+		"operator": {"Cluster-level tools for operators (raft peers)", operatorCommand},
 	}
 }
 
