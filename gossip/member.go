@@ -1,7 +1,10 @@
 package gossip
 
 import (
+	"maps"
 	"net"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -71,6 +74,9 @@ const (
 	EventLeave
 	EventFailed
 	EventUpdate
+	// EventReap: a failed or left member was forgotten after Config.ReapFailed
+	// or Config.ReapLeft; the catalog may deregister it.
+	EventReap
 )
 
 func (t EventType) String() string {
@@ -83,6 +89,8 @@ func (t EventType) String() string {
 		return "failed"
 	case EventUpdate:
 		return "update"
+	case EventReap:
+		return "reap"
 	}
 	return "unknown"
 }
@@ -91,4 +99,16 @@ func (t EventType) String() string {
 type Event struct {
 	Type   EventType
 	Member Member
+}
+
+// clone returns a copy that shares no maps or slices with m.
+func (m Member) clone() Member {
+	m.Addr = slices.Clone(m.Addr)
+	m.Tags = maps.Clone(m.Tags)
+	return m
+}
+
+// address is "ip:port".
+func (m Member) address() string {
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
 }
