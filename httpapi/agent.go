@@ -54,6 +54,7 @@ func (s *Server) routes() {
 	m.Handle("GET /metrics", s.metricsHandler())
 	m.HandleFunc("GET /v1/status/leader", s.routedAnyServer(s.statusLeader))
 	m.HandleFunc("GET /v1/status/peers", s.routedAnyServer(s.statusPeers))
+	s.kvRoutes()
 }
 
 // memberJSON is Consul's AgentMember shape.

@@ -25,10 +25,17 @@ type fakeAgent struct {
 	left    bool
 }
 
-func (f *fakeAgent) Members() []gossip.Member    { return f.members }
-func (f *fakeAgent) LocalMember() gossip.Member  { return f.members[0] }
-func (f *fakeAgent) Self() Self                  { return Self{Datacenter: "dc1", NodeName: "n1", NodeID: "id-1", Server: true, Version: "0.1.0"} }
-func (f *fakeAgent) Leave(context.Context) error { f.mu.Lock(); f.left = true; f.mu.Unlock(); return nil }
+func (f *fakeAgent) Members() []gossip.Member   { return f.members }
+func (f *fakeAgent) LocalMember() gossip.Member { return f.members[0] }
+func (f *fakeAgent) Self() Self {
+	return Self{Datacenter: "dc1", NodeName: "n1", NodeID: "id-1", Server: true, Version: "0.1.0"}
+}
+func (f *fakeAgent) Leave(context.Context) error {
+	f.mu.Lock()
+	f.left = true
+	f.mu.Unlock()
+	return nil
+}
 func (f *fakeAgent) Join(_ context.Context, addrs []string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
