@@ -59,3 +59,31 @@ func BenchmarkApplyParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyLeaderParallel measures default-consistency reads
+// (VerifyLeader, then a local Get) on the leader of a 3-server TCP
+// cluster; concurrent callers share heartbeat rounds.
+func BenchmarkVerifyLeaderParallel(b *testing.B) {
+	c := newCluster(b, 3, clusterOpts{tcp: true, tweak: func(cfg *Config) {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}})
+	l := c.leader()
+	c.set("k", "v")
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := l.VerifyLeader(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+			if e, _ := l.State().Get("k"); e == nil {
+				b.Error("k missing")
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+}

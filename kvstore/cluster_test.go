@@ -75,7 +75,7 @@ func newCluster(t testing.TB, n int, opts clusterOpts) *cluster {
 		cfg := Config{
 			NodeID:   fmt.Sprintf("n%d", i),
 			Timing:   FastTiming(),
-			Logger:   logger,
+			Logger:   logger.With("node", fmt.Sprintf("n%d", i)),
 			InMemory: !opts.onDisk,
 		}
 		if opts.onDisk {

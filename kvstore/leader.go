@@ -106,7 +106,7 @@ func (s *Store) leaderLoop(epoch uint64, ready, stop chan struct{}) {
 		case <-s.shutdownCh:
 			return
 		case <-tick.C:
-			if mark > 0 {
+			if s.state.hasTombstonesUpTo(mark) {
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
 				_, err := s.Apply(ctx, &Command{Type: CmdReapTombstones, ReapIndex: mark})
 				cancel()

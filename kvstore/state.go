@@ -248,6 +248,16 @@ func (s *StateStore) ReadTxn(ops []KVOp) (*Result, uint64, error) {
 	return res, max(r.index, 1), nil
 }
 
+// hasTombstonesUpTo reports whether a tombstone at or below index exists.
+func (s *StateStore) hasTombstonesUpTo(index uint64) bool {
+	found := false
+	s.load().tombs.Root().Walk(func(_ []byte, v interface{}) bool {
+		found = v.(uint64) <= index
+		return found
+	})
+	return found
+}
+
 // get returns the stored entry (not a copy) or nil.
 func (r *stateRoot) get(key string) *Entry {
 	v, ok := r.kv.Get([]byte(key))

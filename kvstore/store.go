@@ -72,6 +72,8 @@ func (e *NotLeaderError) Error() string {
 // Is makes errors.Is(err, ErrNotLeader) true.
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
+var _ error = (*NotLeaderError)(nil)
+
 // New opens (or creates) the store described by cfg and starts its Raft
 // node. A new server has no configuration: call Bootstrap on one server of
 // a new cluster, or AddVoter on the leader for the others.
@@ -82,7 +84,7 @@ func New(cfg Config) (*Store, error) {
 	cfg.withDefaults()
 	s := &Store{
 		cfg:        cfg,
-		logger:     cfg.Logger.With("component", "kvstore", "node", cfg.NodeID),
+		logger:     cfg.Logger,
 		state:      NewStateStore(),
 		started:    time.Now(),
 		notifyCh:   make(chan bool, 16),
@@ -217,6 +219,26 @@ func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
 func (s *Store) Leader() (addr, id string) {
 	a, i := s.raft.LeaderWithID()
 	return string(a), string(i)
+}
+
+// WaitForLeader blocks until a leader is known (this server or another)
+// or ctx ends, and returns it. Callers that forward or retry writes use it
+// to ride out an election, as Consul's RPC hold timeout does.
+func (s *Store) WaitForLeader(ctx context.Context) (addr, id string, err error) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if addr, id := s.Leader(); addr != "" {
+			return addr, id, nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return "", "", fmt.Errorf("kvstore: wait for leader: %w: %v", ErrTimeout, ctx.Err())
+		case <-s.shutdownCh:
+			return "", "", fmt.Errorf("kvstore: wait for leader: %w", ErrShutdown)
+		}
+	}
 }
 
 func (s *Store) notLeader() *NotLeaderError {
@@ -363,6 +385,9 @@ func (s *Store) apply(ctx context.Context, cmd *Command) (*Result, error) {
 	}
 	if !s.IsLeader() {
 		return nil, fmt.Errorf("kvstore: apply: %w", s.notLeader())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("kvstore: apply: %w: %v", ErrTimeout, err)
 	}
 	c.Time = s.cfg.Now().UnixNano()
 	res, err := s.applyEncoded(ctx, EncodeCommand(&c))
