@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -128,6 +129,32 @@ func (s *server) step(ctx context.Context) {
 	}
 	if s.store.IsLeader() {
 		s.reconcile(ctx)
+		s.invalidateSessions(ctx)
+	}
+}
+
+// invalidateSessions destroys the sessions of nodes that failed or left
+// gossip when they depend on the node's serfHealth check (the default), so
+// their locks are released (or their keys deleted, by Behavior).
+func (s *server) invalidateSessions(ctx context.Context) {
+	for _, m := range s.a.gossip.Members() {
+		if m.Status != gossip.StatusFailed && m.Status != gossip.StatusLeft {
+			continue
+		}
+		sessions, _ := s.store.State().NodeSessions(m.Name)
+		for _, sess := range sessions {
+			if !slices.Contains(sess.NodeChecks, "serfHealth") {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := s.store.Apply(cctx, &kvstore.Command{Type: kvstore.CmdSessionDestroy, Session: kvstore.Session{ID: sess.ID}})
+			cancel()
+			if err != nil {
+				s.log.Warn("invalidate session of departed node failed", "node", m.Name, "session", sess.ID, "err", err)
+				continue
+			}
+			s.log.Info("invalidated session: its node is "+m.Status.String(), "node", m.Name, "session", sess.ID)
+		}
 	}
 }
 
