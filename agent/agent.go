@@ -44,7 +44,8 @@ type Agent struct {
 	opts   options
 
 	rrMu   sync.Mutex
-	rrNext int // round robin over servers for forwarding
+	rrNext int                  // round robin over servers for forwarding
+	avoid  map[string]time.Time // servers that refused a connection, until when
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the agent must stop (leave or shutdown)
@@ -299,9 +300,9 @@ func (a *Agent) Self() httpapi.Self {
 
 // Route implements httpapi.Router: a server answers or forwards to the
 // leader; a client forwards to a live server of its datacenter, in turn.
-func (a *Agent) Route(_ *http.Request, mode httpapi.RouteMode) (string, error) {
+func (a *Agent) Route(r *http.Request, mode httpapi.RouteMode) (string, error) {
 	if a.server != nil {
-		return a.server.route(mode)
+		return a.server.route(r.Context(), mode)
 	}
 	var servers []string
 	for _, m := range a.gossip.Members() {
@@ -315,10 +316,34 @@ func (a *Agent) Route(_ *http.Request, mode httpapi.RouteMode) (string, error) {
 		return "", httpapi.ErrNoServers
 	}
 	a.rrMu.Lock()
+	defer a.rrMu.Unlock()
+	now := time.Now()
+	usable := servers[:0:0]
+	for _, s := range servers {
+		if until, ok := a.avoid[s]; !ok || now.After(until) {
+			usable = append(usable, s)
+		}
+	}
+	if len(usable) == 0 {
+		usable = servers // all recently failed: try anyway
+	}
 	a.rrNext++
-	i := a.rrNext % len(servers)
-	a.rrMu.Unlock()
-	return servers[i], nil
+	return usable[a.rrNext%len(usable)], nil
+}
+
+// ServerFailed implements httpapi.FailureReporter: a server that refused a
+// connection is skipped for a few seconds, until gossip catches up.
+func (a *Agent) ServerFailed(addr string) {
+	if a.server != nil {
+		a.server.leaderUnreachable(addr)
+		return
+	}
+	a.rrMu.Lock()
+	defer a.rrMu.Unlock()
+	if a.avoid == nil {
+		a.avoid = map[string]time.Time{}
+	}
+	a.avoid[addr] = time.Now().Add(10 * time.Second)
 }
 
 // Registry is the agent's metrics registry.

@@ -388,14 +388,39 @@ func (s *server) Peers() []string {
 	return out
 }
 
-// route implements the server side of httpapi.Router.
-func (s *server) route(mode httpapi.RouteMode) (string, error) {
+// holdTimeout is how long a request that needs the leader waits for one
+// during an election before failing (Consul's rpc_hold_timeout is 7s).
+const holdTimeout = 7 * time.Second
+
+// route implements the server side of httpapi.Router. Without a known
+// leader it holds the request for up to holdTimeout while one is elected.
+func (s *server) route(ctx context.Context, mode httpapi.RouteMode) (string, error) {
 	if mode == httpapi.RouteAnyServer || s.store.IsLeader() {
 		return "", nil
 	}
 	addr, _ := s.store.Leader()
 	if addr == "" {
-		return "", httpapi.ErrNoLeader
+		ctx, cancel := context.WithTimeout(ctx, holdTimeout)
+		defer cancel()
+		var err error
+		if addr, _, err = s.store.WaitForLeader(ctx); err != nil {
+			return "", httpapi.ErrNoLeader
+		}
+	}
+	if addr == s.addr {
+		return "", nil
 	}
 	return addr, nil
+}
+
+// leaderUnreachable is called when forwarding to the leader at addr could
+// not connect: it waits (bounded) for Raft to move on from that leader.
+func (s *server) leaderUnreachable(addr string) {
+	deadline := time.Now().Add(holdTimeout)
+	for time.Now().Before(deadline) {
+		if cur, _ := s.store.Leader(); cur != "" && cur != addr {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

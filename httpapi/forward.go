@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -87,19 +90,74 @@ func (s *Server) routedAs(mode func(*http.Request) RouteMode, h http.HandlerFunc
 	}
 }
 
+// FailureReporter is implemented by Routers that can steer away from a
+// server that just refused a connection.
+type FailureReporter interface {
+	ServerFailed(addr string)
+}
+
+// maxForwardBody is the largest body buffered so a forward can be retried
+// on another server; bigger bodies are streamed once (and refused by the
+// handlers' own limits anyway).
+const maxForwardBody = 2 << 20
+
+// forward proxies r to target. When the target cannot be dialled (nothing
+// was sent), it reports the failure to the Router and retries once more on
+// the server the Router picks next.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, hops int) {
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: target})
-			pr.Out.Header.Set(hopsHeader, strconv.Itoa(hops))
-			pr.Out.Host = target
-		},
-		Transport:     s.cfg.ForwardTransport,
-		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.log.Warn("forward failed", "target", target, "path", r.URL.Path, "err", err)
-			Error(w, http.StatusInternalServerError, "forward to server %s: %v", target, err)
-		},
+	var body []byte
+	replayable := r.Body == nil || r.Body == http.NoBody
+	if !replayable && r.ContentLength >= 0 && r.ContentLength <= maxForwardBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		if err != nil {
+			Error(w, http.StatusBadRequest, "read request body: %v", err)
+			return
+		}
+		body, replayable = b, true
 	}
-	proxy.ServeHTTP(w, r)
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		retry := false
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(&url.URL{Scheme: "http", Host: target})
+				pr.Out.Header.Set(hopsHeader, strconv.Itoa(hops))
+				pr.Out.Host = target
+			},
+			Transport:     s.cfg.ForwardTransport,
+			FlushInterval: -1,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				var op *net.OpError
+				if errors.As(err, &op) && op.Op == "dial" && replayable && attempt < attempts {
+					retry = true
+					return
+				}
+				s.log.Warn("forward failed", "target", target, "path", r.URL.Path, "err", err)
+				Error(w, http.StatusInternalServerError, "forward to server %s: %v", target, err)
+			},
+		}
+		proxy.ServeHTTP(w, r)
+		if !retry {
+			return
+		}
+		s.log.Debug("server unreachable; trying another", "target", target, "path", r.URL.Path)
+		if fr, ok := s.cfg.Router.(FailureReporter); ok {
+			fr.ServerFailed(target)
+		}
+		next, err := s.cfg.Router.Route(r, modeFor(r))
+		if err != nil {
+			Error(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		if next == "" {
+			// The Router now says we can serve it ourselves: forward to
+			// our own handlers is not possible from here, so report it.
+			Error(w, http.StatusInternalServerError, "forward to server %s failed and no other server is known", target)
+			return
+		}
+		target = next
+	}
 }
