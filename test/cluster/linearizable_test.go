@@ -3,9 +3,9 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"net"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
