@@ -59,10 +59,18 @@ type Option func(*options)
 type options struct {
 	gossipProfile string
 	fastRaft      bool
+	// deadServerAfter, if non-zero, overrides the autopilot threshold.
+	deadServerAfter time.Duration
 }
 
 // WithGossipProfile selects memberlist timings ("lan", "local").
 func WithGossipProfile(p string) Option { return func(o *options) { o.gossipProfile = p } }
+
+// WithDeadServerCleanup overrides autopilot's dead-server threshold
+// (tests use seconds; configuration allows no less than a minute).
+func WithDeadServerCleanup(d time.Duration) Option {
+	return func(o *options) { o.deadServerAfter = d }
+}
 
 // WithFastRaft uses Raft timings that elect in about a second (tests).
 func WithFastRaft() Option { return func(o *options) { o.fastRaft = true } }

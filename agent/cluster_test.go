@@ -55,6 +55,11 @@ func (ta *testAgent) url(path string) string { return "http://" + ta.HTTPAddr().
 // startAgent runs one agent on fresh loopback ports with short timings.
 func startAgent(t *testing.T, name string, server bool, expect int, join ...string) *testAgent {
 	t.Helper()
+	return startAgentOpts(t, name, server, expect, nil, join...)
+}
+
+func startAgentOpts(t *testing.T, name string, server bool, expect int, opts []Option, join ...string) *testAgent {
+	t.Helper()
 	cfg := config.DefaultConfig()
 	cfg.NodeName = name
 	cfg.DataDir = t.TempDir()
@@ -69,7 +74,7 @@ func startAgent(t *testing.T, name string, server bool, expect int, join ...stri
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(newTestWriter(t, name), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := New(cfg, logger, WithGossipProfile("local"), WithFastRaft())
+	a, err := New(cfg, logger, append([]Option{WithGossipProfile("local"), WithFastRaft()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,6 +231,48 @@ func TestLeaderLeaveHandsOver(t *testing.T) {
 	for _, s := range servers {
 		if s != leader {
 			waitPeers(t, s, 2)
+		}
+	}
+}
+
+func TestDeadServerRemovedKeepingQuorum(t *testing.T) {
+	opts := []Option{WithDeadServerCleanup(time.Second)}
+	first := startAgentOpts(t, "s1", true, 3, opts)
+	servers := []*testAgent{first}
+	for i := 2; i <= 4; i++ {
+		servers = append(servers, startAgentOpts(t, "s"+strconv.Itoa(i), true, 3, opts, first.GossipAddr()))
+	}
+	// The fourth server joined after bootstrap: the leader adds it.
+	waitPeers(t, first, 4)
+	var victim *testAgent
+	for _, s := range servers {
+		if !s.server.store.IsLeader() {
+			victim = s
+			break
+		}
+	}
+	victim.stop()
+	var rest []*testAgent
+	for _, s := range servers {
+		if s != victim {
+			rest = append(rest, s)
+		}
+	}
+	// Failed for longer than the threshold: removed, down to 3 voters.
+	waitPeers(t, rest[0], 3)
+	// Another failure would leave fewer than bootstrap_expect voters: kept.
+	for _, s := range rest {
+		if !s.server.store.IsLeader() {
+			s.stop()
+			break
+		}
+	}
+	time.Sleep(3 * time.Second) // well past the 1s threshold
+	for _, s := range rest {
+		if s.server.store.IsLeader() {
+			if n := len(s.server.Peers()); n != 3 {
+				t.Errorf("peers = %d after a second failure, want 3 (never below bootstrap_expect)", n)
+			}
 		}
 	}
 }

@@ -36,6 +36,8 @@ type server struct {
 	// failedRemoveAfter is how long a server must have been failed in
 	// gossip before the leader removes it from the Raft configuration.
 	failedRemoveAfter time.Duration
+	// cleanupDead enables removing failed servers at all.
+	cleanupDead bool
 	// minVoters is the size below which failed servers are not removed.
 	minVoters int
 
@@ -86,11 +88,16 @@ func newServer(a *Agent, advertise string) (s *server, err error) {
 		return nil, err
 	}
 	expect := cfg.BootstrapExpect
+	deadAfter := cfg.Autopilot.DeadServerLastContactThreshold
+	if a.opts.deadServerAfter > 0 {
+		deadAfter = a.opts.deadServerAfter
+	}
 	return &server{
 		a: a, log: a.log.With("component", "server"), mux: mux, store: store,
 		addr: adv, expect: expect,
 		client:            &http.Client{Transport: rpcmux.HTTPTransport(), Timeout: 5 * time.Second},
-		failedRemoveAfter: 72 * time.Hour,
+		failedRemoveAfter: deadAfter,
+		cleanupDead:       cfg.Autopilot.CleanupDeadServers,
 		minVoters:         max(expect, 1),
 	}, nil
 }
@@ -350,7 +357,7 @@ func (s *server) reconcile(ctx context.Context) {
 			voters--
 			s.log.Info("removed departed server from the Raft cluster", "server", m.name)
 		case gossip.StatusFailed:
-			if !known || m.id == s.store.ID() || time.Since(m.since) < s.failedRemoveAfter {
+			if !s.cleanupDead || !known || m.id == s.store.ID() || time.Since(m.since) < s.failedRemoveAfter {
 				continue
 			}
 			if voters-1 < s.minVoters {

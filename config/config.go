@@ -63,6 +63,9 @@ type Config struct {
 	// LogJSON logs in JSON lines instead of text (log_json).
 	LogJSON bool
 
+	// Autopilot tunes how servers manage the Raft configuration.
+	Autopilot Autopilot
+
 	// NodeMeta is free-form node metadata (node_meta).
 	NodeMeta map[string]string
 
@@ -85,6 +88,19 @@ type Config struct {
 	ConfigFiles []string
 }
 
+// Autopilot holds the autopilot { ... } settings (Consul's names).
+type Autopilot struct {
+	// CleanupDeadServers lets the leader remove servers that have been
+	// failed in gossip for DeadServerLastContactThreshold
+	// (autopilot.cleanup_dead_servers). Default true. The leader never
+	// removes one if fewer than bootstrap_expect voters would remain.
+	CleanupDeadServers bool
+	// DeadServerLastContactThreshold is how long a server must have been
+	// failed before it is removed (autopilot.dead_server_last_contact_threshold).
+	// Default 24h; at least 1m.
+	DeadServerLastContactThreshold time.Duration
+}
+
 // Ports are the agent's listening ports (ports { ... }).
 type Ports struct {
 	HTTP    int // ports.http, default 8500
@@ -102,6 +118,7 @@ func DefaultConfig() Config {
 		Ports:            Ports{HTTP: 8500, DNS: 8600, SerfLAN: 8301, Server: 8300},
 		RetryInterval:    5 * time.Second,
 		LeaveOnTerminate: true,
+		Autopilot:        Autopilot{CleanupDeadServers: true, DeadServerLastContactThreshold: 24 * time.Hour},
 		LogLevel:         "info",
 	}
 }

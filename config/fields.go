@@ -40,7 +40,12 @@ var fields = []field{
 	{"log_level", func(c *Config) any { return &c.LogLevel }},
 	{"log_json", func(c *Config) any { return &c.LogJSON }},
 	{"node_meta", func(c *Config) any { return &c.NodeMeta }},
+	{"autopilot.cleanup_dead_servers", func(c *Config) any { return &c.Autopilot.CleanupDeadServers }},
+	{"autopilot.dead_server_last_contact_threshold", func(c *Config) any { return &c.Autopilot.DeadServerLastContactThreshold }},
 }
+
+// blocks are the nested objects of a file (`ports { http = 8500 }`).
+var blocks = []string{"autopilot", "ports"}
 
 // extraKeys are the sections kept raw in Config.Extra for later work. The
 // value says whether the section is a list, appended across files.
@@ -66,7 +71,7 @@ var fieldIndex = func() map[string]field {
 
 // topLevelKeys are the keys valid at the top of a file, for suggestions.
 var topLevelKeys = func() []string {
-	keys := []string{"ports"}
+	keys := slices.Clone(blocks)
 	for _, f := range fields {
 		if !strings.Contains(f.key, ".") {
 			keys = append(keys, f.key)
@@ -76,16 +81,16 @@ var topLevelKeys = func() []string {
 	return keys
 }()
 
-// portKeys are the keys valid inside ports { }, without the prefix.
-var portKeys = func() []string {
+// blockKeys returns the keys valid inside block { }, without the prefix.
+func blockKeys(block string) []string {
 	var keys []string
 	for _, f := range fields {
-		if k, ok := strings.CutPrefix(f.key, "ports."); ok {
+		if k, ok := strings.CutPrefix(f.key, block+"."); ok {
 			keys = append(keys, k)
 		}
 	}
 	return keys
-}()
+}
 
 // layer is what one source sets: values in cfg for the keys in set, plus
 // raw sections. Merging copies only those keys.

@@ -105,22 +105,22 @@ func decodeTree(tree map[string]any) (*layer, []error) {
 			l.setExtra(k, v)
 			continue
 		}
-		if k == "ports" {
-			ports, ok := asObject(v)
+		if slices.Contains(blocks, k) {
+			obj, ok := asObject(v)
 			if !ok {
-				errs = append(errs, fieldErr(ErrWrongType, "ports", "%s is not an object", describe(v)))
+				errs = append(errs, fieldErr(ErrWrongType, k, "%s is not an object", describe(v)))
 				continue
 			}
-			for _, p := range slices.Sorted(maps.Keys(ports)) {
-				key := "ports." + p
+			for _, p := range slices.Sorted(maps.Keys(obj)) {
+				key := k + "." + p
 				if _, ok := fieldIndex[key]; !ok {
-					errs = append(errs, &unknownKeyError{key: key, suggestion: suggest("ports.", p, portKeys)})
+					errs = append(errs, &unknownKeyError{key: key, suggestion: suggest(k+".", p, blockKeys(k))})
 					continue
 				}
-				if ports[p] == nil {
+				if obj[p] == nil {
 					continue
 				}
-				if err := l.decode(key, key, ports[p]); err != nil {
+				if err := l.decode(key, key, obj[p]); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -84,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryMax < 0 {
 		bad("retry_max", "%d is negative", c.RetryMax)
+	}
+	if c.Autopilot.DeadServerLastContactThreshold < time.Minute {
+		bad("autopilot.dead_server_last_contact_threshold", "%s is below the minimum of 1m", c.Autopilot.DeadServerLastContactThreshold)
 	}
 
 	if c.Encrypt != "" {

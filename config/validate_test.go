@@ -92,6 +92,7 @@ func TestValidate(t *testing.T) {
 			"ports.serf_lan: 0 is out of range 1-65535",
 			"ports.server: 0 is out of range 1-65535",
 			"retry_interval: 0s must be positive",
+			"autopilot.dead_server_last_contact_threshold: 0s is below the minimum of 1m",
 			`log_level: "" is not one of trace, debug, info, warn, error`,
 		}, "\n")},
 	} {
@@ -125,5 +126,28 @@ func TestDefaultsNeedOnlyDataDir(t *testing.T) {
 	c.NodeName = "n"
 	if got, want := errText(c.Validate()), "data_dir: required (or run with -dev)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestAutopilotKeys(t *testing.T) {
+	f, err := ParseBytes("a.hcl", []byte("autopilot {\n  cleanup_dead_servers = false\n  dead_server_last_contact_threshold = \"2h\"\n}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	f.ApplyTo(&c)
+	if c.Autopilot.CleanupDeadServers || c.Autopilot.DeadServerLastContactThreshold != 2*time.Hour {
+		t.Errorf("autopilot = %+v", c.Autopilot)
+	}
+	if _, err := ParseBytes("b.json", []byte(`{"autopilot": {"cleanup_dead_server": true}}`), ""); err == nil ||
+		!strings.Contains(err.Error(), `did you mean "autopilot.cleanup_dead_servers"`) {
+		t.Errorf("typo in autopilot: %v", err)
+	}
+	c = DefaultConfig()
+	c.DataDir = "/tmp/x"
+	c.NodeName = "n"
+	c.Autopilot.DeadServerLastContactThreshold = time.Second
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "autopilot.dead_server_last_contact_threshold: 1s is below the minimum of 1m") {
+		t.Errorf("Validate = %v", err)
 	}
 }

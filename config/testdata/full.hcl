@@ -23,6 +23,10 @@ leave_on_terminate      = false
 skip_leave_on_interrupt = true
 log_level               = "DEBUG"
 log_json                = true
+autopilot {
+  cleanup_dead_servers               = false
+  dead_server_last_contact_threshold = "36h"
+}
 
 node_meta {
   rack    = "r1"
