@@ -51,10 +51,11 @@ type Config struct {
 	Encrypt string
 
 	// LeaveOnTerminate makes SIGTERM a graceful leave (leave_on_terminate).
-	// Default true.
+	// Default true for clients, false for servers (as Consul: a stopped
+	// server stays in the Raft configuration so a restart keeps quorum).
 	LeaveOnTerminate bool
 	// SkipLeaveOnInterrupt makes Ctrl-C (SIGINT) stop without leaving
-	// (skip_leave_on_interrupt). Default false.
+	// (skip_leave_on_interrupt). Default false for clients, true for servers.
 	SkipLeaveOnInterrupt bool
 
 	// LogLevel is one of trace, debug, info, warn, error (log_level). Load

@@ -44,6 +44,14 @@ func Load(f *Flags, env func(string) (string, bool)) (Config, error) {
 	}
 
 	var errs []error
+	explicit := map[string]bool{} // role-dependent keys some source set
+	noteSet := func(l *layer) {
+		for _, k := range []string{"leave_on_terminate", "skip_leave_on_interrupt"} {
+			if l != nil && l.set[k] {
+				explicit[k] = true
+			}
+		}
+	}
 	for _, src := range sources {
 		paths, err := src.files()
 		if err != nil {
@@ -57,6 +65,7 @@ func Load(f *Flags, env func(string) (string, bool)) (Config, error) {
 				continue
 			}
 			file.ApplyTo(&c)
+			noteSet(file.l)
 			c.ConfigFiles = append(c.ConfigFiles, path)
 		}
 	}
@@ -66,8 +75,22 @@ func Load(f *Flags, env func(string) (string, bool)) (Config, error) {
 		errs = append(errs, err)
 	}
 	envL.applyTo(&c, false)
+	noteSet(envL)
 	if flagLayer != nil {
 		flagLayer.applyTo(&c, false)
+		noteSet(flagLayer)
+	}
+	// Consul's role defaults: a server stays in the Raft configuration when
+	// stopped (a restart must not shrink the quorum), so it neither leaves
+	// on SIGTERM nor on Ctrl-C unless told to. -dev is a throwaway server
+	// and keeps the client behaviour.
+	if c.Server && !c.Dev {
+		if !explicit["leave_on_terminate"] {
+			c.LeaveOnTerminate = false
+		}
+		if !explicit["skip_leave_on_interrupt"] {
+			c.SkipLeaveOnInterrupt = true
+		}
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)

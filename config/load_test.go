@@ -474,3 +474,29 @@ func TestUsesOSByDefault(t *testing.T) {
 		t.Errorf("NodeName = %q, want from-os", c.NodeName)
 	}
 }
+
+func TestServerLeaveDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		s                     sources
+		leaveTerm, skipOnIntr bool
+	}{
+		{"client", sources{}, true, false},
+		{"server", sources{args: []string{"-server"}}, false, true},
+		{"dev server", sources{args: []string{"-dev"}}, true, false},
+		{"server from env", sources{env: map[string]string{"OUTRIGGER_SERVER": "true"}}, false, true},
+		{"server told to leave", sources{files: map[string]string{"a.json": `{"leave_on_terminate": true, "skip_leave_on_interrupt": false}`},
+			args: []string{"-server", "-config-file", "$DIR/a.json"}}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(t, tc.s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LeaveOnTerminate != tc.leaveTerm || c.SkipLeaveOnInterrupt != tc.skipOnIntr {
+				t.Errorf("leave_on_terminate %v skip_leave_on_interrupt %v, want %v %v",
+					c.LeaveOnTerminate, c.SkipLeaveOnInterrupt, tc.leaveTerm, tc.skipOnIntr)
+			}
+		})
+	}
+}

@@ -39,7 +39,7 @@ type Config struct {
 	// snapshot. If zero, 8192.
 	SnapshotThreshold uint64
 	// SnapshotInterval is how often the threshold is checked (staggered up
-	// to twice this). If zero, 120s.
+	// to twice this). If zero, 30s (as Consul), so a restarted server replays a short log tail.
 	SnapshotInterval time.Duration
 	// TrailingLogs is how many logs are kept after a snapshot so a lagging
 	// follower can catch up without one. If zero, 10240.
@@ -132,7 +132,7 @@ func (c *Config) withDefaults() {
 		c.SnapshotThreshold = 8192
 	}
 	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = 120 * time.Second
+		c.SnapshotInterval = 30 * time.Second
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
