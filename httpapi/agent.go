@@ -55,6 +55,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/status/leader", s.routedAnyServer(s.statusLeader))
 	m.HandleFunc("GET /v1/status/peers", s.routedAnyServer(s.statusPeers))
 	s.kvRoutes()
+	s.catalogRoutes()
 }
 
 // memberJSON is Consul's AgentMember shape.

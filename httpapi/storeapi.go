@@ -23,8 +23,9 @@ type kvAPI struct {
 	blocked prometheus.Gauge
 }
 
-// kvRoutes registers the store-backed endpoints.
-func (s *Server) kvRoutes() {
+// newKVAPI returns the shared plumbing of the store-backed endpoints. Every
+// kvAPI of a Server counts its blocking queries in one gauge.
+func (s *Server) newKVAPI() *kvAPI {
 	a := &kvAPI{s: s, blocked: prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "outrigger_http_blocking_queries",
 		Help: "Blocking queries (?index=) waiting for a change.",
@@ -39,6 +40,12 @@ func (s *Server) kvRoutes() {
 			s.log.Warn("register blocking-query gauge", "err", err)
 		}
 	}
+	return a
+}
+
+// kvRoutes registers the store-backed endpoints.
+func (s *Server) kvRoutes() {
+	a := s.newKVAPI()
 	m := s.mux
 	m.HandleFunc("GET /v1/kv/{key...}", s.routed(a.kvGet))
 	m.HandleFunc("PUT /v1/kv/{key...}", s.routed(a.kvPut))

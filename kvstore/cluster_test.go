@@ -432,6 +432,10 @@ func TestSnapshotInstallToLaggingFollower(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		c.set(fmt.Sprintf("k/%03d", i), fmt.Sprint(i))
 	}
+	// The catalog travels in the snapshot too.
+	c.apply(&Command{Type: CmdCatalogRegister, Register: &CatalogRegistration{
+		Node: Node{Node: "n1", Address: "10.0.0.1"}, Service: &NodeService{Service: "web", Port: 80},
+		Checks: []*HealthCheck{{CheckID: "web", ServiceID: "web", Status: HealthPassing}}}})
 	if err := c.leader().Snapshot(); err != nil {
 		t.Fatal(err)
 	}
@@ -443,6 +447,13 @@ func TestSnapshotInstallToLaggingFollower(t *testing.T) {
 	}
 	if n := follower.State().Len(); n != 200 {
 		t.Fatalf("follower has %d keys, want 200", n)
+	}
+	waitUntil(t, 15*time.Second, "the catalog on the lagging follower", func() bool {
+		csn, _ := follower.State().CheckServiceNodes("web", nil, true)
+		return len(csn) == 1 && csn[0].Service.Port == 80 && len(csn[0].Checks) == 1
+	})
+	if want, got := c.leader().State().ServiceIndex("web"), follower.State().ServiceIndex("web"); got != want {
+		t.Fatalf("follower's index of web = %d, leader's %d", got, want)
 	}
 }
 

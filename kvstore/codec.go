@@ -21,11 +21,29 @@ import (
 //	session-create:  session
 //	session-destroy: id
 //	reap-tombstones: index
+//	catalog-register:   registration
+//	catalog-deregister: deregistration
+//	catalog-sync:       count, (1 registration | 2 deregistration)...
 //	op:              verb byte, key, value, flags, index, session
 //	session:         id, name, node, count, check..., count, (id, namespace)...,
 //	                 lock-delay ns, behavior byte, ttl ns
+//	registration:    node, skip-node-update bool, has-service bool, [service],
+//	                 count, check...
+//	deregistration:  node name, service id, check id
+//	node:            id, name, address, datacenter, map, map (tagged addresses, meta)
+//	service:         node, id, name, strings (tags), address,
+//	                 count, (key, address, port)... (tagged addresses), map (meta),
+//	                 port, kind, proxy, weights passing, weights warning,
+//	                 enable-tag-override bool
+//	check:           node, id, name, status, notes, output, service id,
+//	                 service name, strings (service tags), type, definition
 //
-// Strings and byte slices are a length then the bytes.
+// Strings and byte slices are a length then the bytes; a bool is one byte,
+// 0 or 1; ports and weights are zigzag varints; strings is a count then
+// strings; a map is a count then key, value pairs in key order. In
+// snapshots node, service and check records end with create and modify
+// indexes. The catalog types (6-8) were added after 1-5 without changing
+// the version: logs written before still decode.
 const (
 	commandVersion = 1
 	// ignorableFlag marks a command type that unknown readers may skip.
@@ -59,6 +77,21 @@ func EncodeCommand(c *Command) []byte {
 		e.str(c.Session.ID)
 	case CmdReapTombstones:
 		e.uvarint(c.ReapIndex)
+	case CmdCatalogRegister:
+		e.registration(c.Register)
+	case CmdCatalogDeregister:
+		e.deregistration(c.Deregister)
+	case CmdCatalogSync:
+		e.uvarint(uint64(len(c.CatalogOps)))
+		for _, op := range c.CatalogOps {
+			if op.Register != nil {
+				e.byte1(catalogOpRegister)
+				e.registration(op.Register)
+			} else {
+				e.byte1(catalogOpDeregister)
+				e.deregistration(op.Deregister)
+			}
+		}
 	}
 	return e.b
 }
@@ -99,6 +132,25 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Session.ID = d.str()
 	case CmdReapTombstones:
 		c.ReapIndex = d.uvarint()
+	case CmdCatalogRegister:
+		c.Register = d.registration()
+	case CmdCatalogDeregister:
+		c.Deregister = d.deregistration()
+	case CmdCatalogSync:
+		n := d.count()
+		if n > 0 {
+			c.CatalogOps = make([]CatalogOp, n)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			switch d.byte1() {
+			case catalogOpRegister:
+				c.CatalogOps[i].Register = d.registration()
+			case catalogOpDeregister:
+				c.CatalogOps[i].Deregister = d.deregistration()
+			default:
+				d.fail("unknown catalog operation")
+			}
+		}
 	default:
 		if typ&ignorableFlag != 0 {
 			return nil, errUnknownIgnorable

@@ -27,6 +27,25 @@ func sampleCommands() []Command {
 		{Type: CmdSessionCreate, Session: Session{ID: "plain"}},
 		{Type: CmdSessionDestroy, Session: Session{ID: "x"}},
 		{Type: CmdReapTombstones, ReapIndex: 1 << 40},
+		{Type: CmdCatalogRegister, Time: 9, Register: &CatalogRegistration{
+			Node: Node{ID: "11111111-1111-4111-8111-111111111111", Node: "n1", Address: "10.0.0.1", Datacenter: "dc1",
+				TaggedAddresses: map[string]string{"lan": "10.0.0.1", "wan": "1.2.3.4"}, Meta: map[string]string{"rack": "a"}},
+			Service: &NodeService{ID: "web-1", Service: "web", Tags: []string{"v1", "prod"}, Address: "10.0.0.2",
+				TaggedAddresses: map[string]ServiceAddress{"lan": {Address: "10.0.0.2", Port: 80}, "wan": {Address: "x", Port: -1}},
+				Meta:            map[string]string{"k": "v"}, Port: 65535, Kind: "connect-proxy", Proxy: []byte(`{"a":1}`),
+				Weights: Weights{Passing: 10, Warning: -3}, EnableTagOverride: true},
+			Checks: []*HealthCheck{
+				{CheckID: "serfHealth", Name: "Serf", Status: "passing"},
+				{Node: "n1", CheckID: "c", Name: "n", Status: "critical", Notes: "x", Output: "y", ServiceID: "web-1",
+					ServiceName: "web", ServiceTags: []string{"t"}, Type: "http", Definition: []byte(`{"HTTP":"h"}`)},
+			},
+		}},
+		{Type: CmdCatalogRegister, Register: &CatalogRegistration{Node: Node{Node: "n"}, SkipNodeUpdate: true}},
+		{Type: CmdCatalogDeregister, Deregister: &CatalogDeregistration{Node: "n1", ServiceID: "s", CheckID: "c"}},
+		{Type: CmdCatalogSync, Time: 3, CatalogOps: []CatalogOp{
+			{Register: &CatalogRegistration{Node: Node{Node: "n1", Address: "a"}, Service: &NodeService{Service: "s"}}},
+			{Deregister: &CatalogDeregistration{Node: "n1", CheckID: "old"}},
+		}},
 	}
 }
 
@@ -46,6 +65,13 @@ func TestCommandRoundTrip(t *testing.T) {
 
 func TestDecodeCommandErrors(t *testing.T) {
 	good := EncodeCommand(&sampleCommands()[4])
+	// Every truncation of a catalog registration fails cleanly too.
+	reg := EncodeCommand(&sampleCommands()[10])
+	for n := range reg {
+		if _, err := DecodeCommand(reg[:n]); err == nil {
+			t.Fatalf("catalog registration truncated to %d bytes: decoded without error", n)
+		}
+	}
 	cases := []struct {
 		name string
 		b    []byte
@@ -58,6 +84,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"huge length", []byte{byte(CmdKV), commandVersion, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"huge count", []byte{byte(CmdTxn), commandVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"bad verb", []byte{byte(CmdKV), commandVersion, 0, 200}},
+		{"bad bool", []byte{byte(CmdCatalogRegister), commandVersion, 0, 0, 0, 0, 0, 0, 0, 2}},
+		{"unknown catalog op", []byte{byte(CmdCatalogSync), commandVersion, 0, 1, 9}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -100,7 +128,9 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 		// Applying whatever decodes must not panic either.
 		s := NewStateStore()
-		_, _ = s.apply(1, &Command{Type: CmdSessionCreate, Session: Session{ID: "s"}})
-		_, _ = s.apply(2, c)
+		_, _ = s.apply(1, &Command{Type: CmdSessionCreate, Session: Session{ID: "s", Node: "n1"}})
+		_, _ = s.apply(2, &Command{Type: CmdCatalogRegister, Register: &CatalogRegistration{
+			Node: Node{Node: "n1", Address: "a"}, Service: &NodeService{Service: "web"}}})
+		_, _ = s.apply(3, c)
 	})
 }

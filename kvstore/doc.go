@@ -1,22 +1,28 @@
-// Package kvstore is Outrigger's Raft-replicated key/value store: the state
-// machine, its in-memory state store, and the Raft node that runs them on a
-// server. It holds what Consul keeps in its "kvs", "tombstones" and
-// "sessions" tables, and implements the store side of /v1/kv, /v1/txn and
-// /v1/session: set, cas, delete, delete-tree, delete-cas, acquire/release,
+// Package kvstore is Outrigger's Raft-replicated state: the state machine,
+// its in-memory state store, and the Raft node that runs them on a server.
+// Like Consul it has one state machine for everything replicated: the
+// "kvs", "tombstones" and "sessions" tables behind /v1/kv, /v1/txn and
+// /v1/session (set, cas, delete, delete-tree, delete-cas, acquire/release,
 // transactions of up to MaxTxnOps K/V operations, sessions with TTLs,
-// behaviours and lock-delay.
+// behaviours and lock-delay), and the catalog's "nodes", "services" and
+// "checks" tables behind /v1/catalog and /v1/health (CmdCatalogRegister,
+// CmdCatalogDeregister, CmdCatalogSync; reads in catalog.go). Catalog
+// writes invalidate sessions in the same apply, as Consul's do: a check
+// turning critical destroys the sessions that list it, and deregistering
+// a node destroys all of the node's sessions.
 //
 // It is not the HTTP API (httpapi/ parses requests and renders Consul's
 // JSON on top of Store and StateStore), not request forwarding (a follower
-// returns a *NotLeaderError naming the leader; the caller forwards), and not
-// the catalog (health checks that invalidate sessions are applied by the
-// catalog as SessionDestroy commands).
+// returns a *NotLeaderError naming the leader; the caller forwards), and
+// not the agent's side of the catalog: local services and checks, check
+// runners and anti-entropy live elsewhere and write through Store.Apply.
 //
 // # Layout
 //
 //   - StateStore: immutable radix trees behind an atomic pointer. Reads never
 //     block writers; every read sees one applied Raft index. Blocking reads
-//     wait with WaitKey, WaitPrefix and WaitSessions.
+//     wait with WaitKey, WaitPrefix and WaitSessions, and for the catalog
+//     WaitService, WaitServices, WaitNode, WaitNodes and WaitChecksInState.
 //   - FSM: raft.BatchingFSM over a StateStore. A batch of committed logs is
 //     applied as one state swap and one round of watch notifications.
 //   - Store: a Raft node (raft-boltdb/v2 log and stable store with fsync on,
@@ -35,6 +41,16 @@
 //     under the prefix, the index of every tombstone under the prefix, and
 //     the tombstone floor; at least 1.
 //
+// The catalog's reads report, likewise, the index of their result: a
+// service's index (ServiceNodes, CheckServiceNodes, ServiceChecks) moves
+// only with changes to its instances, their checks and their nodes
+// (node-level checks included); a node's index with the node, its
+// services and checks; ChecksInState with checks entering, leaving or
+// changing in that state; Services with the service table; Nodes with the
+// node table. A service's or node's index entry outlives it as a
+// tombstone, reaped with the K/V tombstones, so these never go backwards
+// either.
+//
 // A delete leaves a tombstone (key → delete index), so deleting the newest
 // key under a prefix cannot make the prefix's index go backwards. Tombstones
 // are reaped by the leader after Config.TombstoneTTL through a Raft command;
@@ -44,8 +60,10 @@
 // wake-up: Consul clients compare results, not indexes).
 //
 // Watches are registered per key and per prefix: a write to key k wakes the
-// waiters of k and of every registered prefix of k, and nobody else. A
-// snapshot restore wakes everyone.
+// waiters of k and of every registered prefix of k, and nobody else.
+// Catalog watches are per service, per node, per check state and per
+// table: registering "api" does not wake a watcher of "web". A snapshot
+// restore wakes everyone.
 //
 // # Consistency of reads
 //
@@ -84,6 +102,13 @@ const (
 	MaxLockDelay = 60 * time.Second
 	// MaxSessionTTL is Consul's upper bound for a session TTL.
 	MaxSessionTTL = 86400 * time.Second
+	// MaxCatalogOps is the largest CmdCatalogSync accepted.
+	MaxCatalogOps = 512
+	// MaxCatalogChecks bounds the checks of one registration.
+	MaxCatalogChecks = 256
+	// MaxCatalogNameSize bounds node names, service names and IDs and
+	// check IDs.
+	MaxCatalogNameSize = 512
 )
 
 // Sentinel errors. Errors returned by this package wrap one of these with
@@ -124,6 +149,16 @@ var (
 	// ErrInvalidSessionTTL: the TTL is outside [Config.MinSessionTTL,
 	// MaxSessionTTL], or the lock-delay above MaxLockDelay.
 	ErrInvalidSessionTTL = errors.New("invalid session TTL")
+
+	// ErrMissingNode: a service or check was registered for a node that is
+	// not in the catalog (Consul: "Missing node registration").
+	ErrMissingNode = errors.New("missing node registration")
+	// ErrUnknownService: a check names a ServiceID that is not registered
+	// on its node.
+	ErrUnknownService = errors.New("unknown service")
+	// ErrNodeConflict: a node registration would take the name or ID of
+	// another node whose serfHealth check is not critical.
+	ErrNodeConflict = errors.New("node name or ID in use")
 
 	// ErrCorruptSnapshot: a snapshot stream could not be decoded.
 	ErrCorruptSnapshot = errors.New("corrupt snapshot")

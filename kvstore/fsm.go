@@ -97,7 +97,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.state.restore(root)
-	f.logger.Info("restored snapshot", "index", root.index, "keys", root.kv.Len(), "sessions", root.sessions.Len())
+	f.logger.Info("restored snapshot", "index", root.index, "keys", root.kv.Len(), "sessions", root.sessions.Len(),
+		"nodes", root.nodes.Len(), "service_instances", root.services.Len(), "checks", root.checks.Len())
 	return nil
 }
 

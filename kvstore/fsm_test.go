@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,26 @@ func populated(t *testing.T) *tstate {
 	ts.kv(VerbLock, "lock2", "held", withSession("s2"))
 	ts.do(Command{Type: CmdSessionDestroy, Session: Session{ID: "s2"}})
 	ts.kv(VerbDelete, "b/c", "")
+
+	// The catalog: nodes with IDs, services, checks, a service and a node
+	// that are gone (tombstones), a session on a catalog node.
+	ts.register(CatalogRegistration{
+		Node: Node{ID: uuid1, Node: "Web-1", Address: "10.0.0.1", Datacenter: "dc1",
+			TaggedAddresses: map[string]string{"lan": "10.0.0.1", "wan": "1.1.1.1"}, Meta: map[string]string{"rack": "r1"}},
+		Service: &NodeService{ID: "web-a", Service: "Web", Tags: []string{"v1", "prod"}, Address: "10.0.0.11", Port: 8080,
+			TaggedAddresses: map[string]ServiceAddress{"lan": {Address: "10.0.0.11", Port: 8080}}, Meta: map[string]string{"v": "1"},
+			Kind: "connect-proxy", Proxy: []byte(`{"DestinationServiceName":"web"}`), Weights: Weights{Passing: 10, Warning: 1},
+			EnableTagOverride: true},
+		Checks: []*HealthCheck{
+			{CheckID: SerfCheckID, Name: "Serf Health Status", Status: HealthPassing, Type: "serf"},
+			{CheckID: "web-http", Name: "HTTP", ServiceID: "web-a", Status: HealthWarning, Notes: "n", Output: "429",
+				Type: "http", Definition: []byte(`{"HTTP":"http://10.0.0.11:8080/health","Interval":"10s"}`)},
+		},
+	})
+	ts.register(CatalogRegistration{Node: Node{ID: uuid2, Node: "db-1", Address: "10.0.0.2"}, Service: &NodeService{Service: "db"}})
+	ts.register(CatalogRegistration{Node: Node{Node: "gone", Address: "10.0.0.3"}, Service: &NodeService{Service: "old"}})
+	ts.deregister(CatalogDeregistration{Node: "gone"})
+	ts.do(Command{Type: CmdSessionCreate, Session: Session{ID: "s3", Node: "web-1", NodeChecks: []string{SerfCheckID}}})
 	return ts
 }
 
@@ -43,16 +64,19 @@ func treeContents(tr *iradix.Tree) map[string]interface{} {
 
 func equalRoots(t *testing.T, got, want *stateRoot) {
 	t.Helper()
-	if got.index != want.index || got.floor != want.floor || got.sessionsIndex != want.sessionsIndex {
-		t.Fatalf("header: got index %d floor %d sessions %d, want %d %d %d",
-			got.index, got.floor, got.sessionsIndex, want.index, want.floor, want.sessionsIndex)
+	if got.index != want.index || got.floor != want.floor || got.sessionsIndex != want.sessionsIndex || got.cat != want.cat {
+		t.Fatalf("header: got index %d floor %d sessions %d catalog %+v, want %d %d %d %+v",
+			got.index, got.floor, got.sessionsIndex, got.cat, want.index, want.floor, want.sessionsIndex, want.cat)
 	}
 	for _, p := range []struct {
 		name      string
 		got, want *iradix.Tree
 	}{
 		{"kv", got.kv, want.kv}, {"tombs", got.tombs, want.tombs}, {"sessions", got.sessions, want.sessions},
-		{"locks", got.locks, want.locks}, {"delays", got.delays, want.delays},
+		{"locks", got.locks, want.locks}, {"delays", got.delays, want.delays}, {"nodeSess", got.nodeSess, want.nodeSess},
+		{"nodes", got.nodes, want.nodes}, {"nodeIDs", got.nodeIDs, want.nodeIDs}, {"services", got.services, want.services},
+		{"svcNames", got.svcNames, want.svcNames}, {"checks", got.checks, want.checks},
+		{"svcIdx", got.svcIdx, want.svcIdx}, {"nodeIdx", got.nodeIdx, want.nodeIdx},
 	} {
 		if g, w := treeContents(p.got), treeContents(p.want); !reflect.DeepEqual(g, w) {
 			t.Fatalf("%s differs after restore:\n got %v\nwant %v", p.name, g, w)
@@ -65,6 +89,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	want := ts.s.load()
 	if want.tombs.Len() == 0 || want.delays.Len() == 0 || want.floor == 0 || want.locks.Len() == 0 {
 		t.Fatal("test state lacks tombstones, delays, floor or locks")
+	}
+	if want.nodes.Len() != 2 || want.services.Len() != 2 || want.checks.Len() != 2 || want.svcIdx.Len() != 3 ||
+		want.nodeIdx.Len() != 3 || want.nodeIDs.Len() != 2 || want.nodeSess.Len() != 2 {
+		t.Fatalf("test state lacks catalog entries: %d nodes, %d services, %d checks, %d service indexes, %d node indexes",
+			want.nodes.Len(), want.services.Len(), want.checks.Len(), want.svcIdx.Len(), want.nodeIdx.Len())
 	}
 	var buf bytes.Buffer
 	if err := writeSnapshot(&buf, want); err != nil {
@@ -82,6 +111,55 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	case <-ch:
 	default:
 		t.Fatal("restore did not wake watchers")
+	}
+}
+
+// filterRecords re-encodes a snapshot stream without the records whose
+// kind drop selects.
+func filterRecords(t *testing.T, snap []byte, drop func(kind byte) bool) []byte {
+	t.Helper()
+	out := append([]byte(nil), snap[:len(snapshotMagic)]...)
+	b := snap[len(snapshotMagic):]
+	for len(b) > 0 {
+		kind := b[0]
+		n, w := binary.Uvarint(b[1:])
+		if w <= 0 {
+			t.Fatal("bad record length")
+		}
+		end := 1 + w + int(n)
+		if !drop(kind) {
+			out = append(out, b[:end]...)
+		}
+		b = b[end:]
+	}
+	return out
+}
+
+// A snapshot written before the catalog existed (no catalog section)
+// restores with everything else and an empty catalog.
+func TestSnapshotWithoutCatalog(t *testing.T) {
+	ts := populated(t)
+	var buf bytes.Buffer
+	if err := writeSnapshot(&buf, ts.s.load()); err != nil {
+		t.Fatal(err)
+	}
+	old := filterRecords(t, buf.Bytes(), func(kind byte) bool { return kind >= recCatalog && kind <= recNodeIndex })
+	r, err := readSnapshot(bytes.NewReader(old))
+	if err != nil {
+		t.Fatalf("restore of a snapshot without a catalog: %v", err)
+	}
+	want := ts.s.load()
+	if r.kv.Len() != want.kv.Len() || r.sessions.Len() != want.sessions.Len() || r.nodeSess.Len() != want.nodeSess.Len() {
+		t.Fatalf("restored %d keys and %d sessions, want %d and %d", r.kv.Len(), r.sessions.Len(), want.kv.Len(), want.sessions.Len())
+	}
+	if r.nodes.Len()+r.services.Len()+r.checks.Len()+r.svcIdx.Len() != 0 || r.cat != (catalogIndexes{}) {
+		t.Fatal("catalog not empty after restoring a snapshot without one")
+	}
+
+	// A catalog record without the section header is corrupt.
+	noHeader := filterRecords(t, buf.Bytes(), func(kind byte) bool { return kind == recCatalog })
+	if _, err := readSnapshot(bytes.NewReader(noHeader)); !errors.Is(err, ErrCorruptSnapshot) {
+		t.Fatalf("catalog records without their section: err %v, want ErrCorruptSnapshot", err)
 	}
 }
 
@@ -196,6 +274,23 @@ func TestBatchEquivalence(t *testing.T) {
 		c.Time = int64(i) * int64(500*time.Millisecond)
 		cmds = append(cmds, &c)
 	}
+	want := assertBatchEquivalent(t, rnd, cmds)
+	ok := 0
+	for _, o := range want {
+		if o.err == nil && o.res.OK {
+			ok++
+		}
+	}
+	if ok < 100 || ok > 350 {
+		t.Fatalf("%d of %d commands succeeded: the mix tests too little", ok, len(cmds))
+	}
+}
+
+// assertBatchEquivalent applies cmds one log per batch and in random
+// batches, checks that results and final states match, and returns the
+// results.
+func assertBatchEquivalent(t *testing.T, rnd *rand.Rand, cmds []*Command) []applyOutcome {
+	t.Helper()
 	indexes := make([]uint64, len(cmds))
 	for i := range indexes {
 		indexes[i] = uint64(i + 1)
@@ -229,13 +324,5 @@ func TestBatchEquivalence(t *testing.T) {
 		}
 	}
 	equalRoots(t, batched.load(), one.load())
-	ok := 0
-	for _, o := range want {
-		if o.err == nil && o.res.OK {
-			ok++
-		}
-	}
-	if ok < 100 || ok > 350 {
-		t.Fatalf("%d of %d commands succeeded: the mix tests too little", ok, len(cmds))
-	}
+	return want
 }

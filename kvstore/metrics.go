@@ -72,6 +72,9 @@ func newStoreMetrics(s *Store) *storeMetrics {
 		gauge("applied_index", "Last Raft index applied to the state store.", func() float64 { return float64(s.state.Index()) }),
 		gauge("keys", "Live K/V keys.", func() float64 { return float64(s.state.Len()) }),
 		gauge("sessions", "Sessions in the session table.", func() float64 { return float64(s.state.load().sessions.Len()) }),
+		gauge("catalog_nodes", "Nodes in the catalog.", func() float64 { return float64(s.state.load().nodes.Len()) }),
+		gauge("catalog_service_instances", "Service instances in the catalog.", func() float64 { return float64(s.state.load().services.Len()) }),
+		gauge("catalog_checks", "Health checks in the catalog.", func() float64 { return float64(s.state.load().checks.Len()) }),
 		gauge("last_contact_seconds", "Time since this server heard from the leader (0 on the leader).", func() float64 { return s.LastContact().Seconds() }),
 	}
 	return m

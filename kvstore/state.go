@@ -46,6 +46,33 @@ type stateRoot struct {
 	floor uint64
 	// sessionsIndex is the index of the last change to the session table.
 	sessionsIndex uint64
+	// nodeSess maps fold(session node) + "\x00" + session ID → struct{},
+	// so deregistering a node or failing a check finds its sessions
+	// without scanning them all. Rebuilt on restore.
+	nodeSess *iradix.Tree
+
+	// The catalog (see catalog.go for keys and folding).
+	//
+	// nodes maps fold(node) → *Node.
+	nodes *iradix.Tree
+	// nodeIDs maps fold(node ID) → fold(node) (string). Rebuilt on restore.
+	nodeIDs *iradix.Tree
+	// services maps fold(node) \0 fold(service ID) → *NodeService.
+	services *iradix.Tree
+	// svcNames maps fold(service name) \0 <services key> → struct{}, the
+	// instances of each service in order. Rebuilt on restore.
+	svcNames *iradix.Tree
+	// checks maps fold(node) \0 fold(check ID) → *HealthCheck.
+	checks *iradix.Tree
+	// svcIdx maps fold(service name) → uint64, the service's index. The
+	// entry of a service without instances is its tombstone, reaped with
+	// the K/V tombstones.
+	svcIdx *iradix.Tree
+	// nodeIdx maps fold(node) → uint64, the node's index; likewise a
+	// tombstone once the node is gone.
+	nodeIdx *iradix.Tree
+	// cat holds the catalog's table-wide indexes.
+	cat catalogIndexes
 }
 
 // NewStateStore returns an empty state store.
@@ -62,6 +89,14 @@ func emptyRoot() *stateRoot {
 		sessions: iradix.New(),
 		locks:    iradix.New(),
 		delays:   iradix.New(),
+		nodeSess: iradix.New(),
+		nodes:    iradix.New(),
+		nodeIDs:  iradix.New(),
+		services: iradix.New(),
+		svcNames: iradix.New(),
+		checks:   iradix.New(),
+		svcIdx:   iradix.New(),
+		nodeIdx:  iradix.New(),
 	}
 }
 
@@ -248,14 +283,20 @@ func (s *StateStore) ReadTxn(ops []KVOp) (*Result, uint64, error) {
 	return res, max(r.index, 1), nil
 }
 
-// hasTombstonesUpTo reports whether a tombstone at or below index exists.
+// hasTombstonesUpTo reports whether a tombstone at or below index exists:
+// a deleted K/V key, or the index entry of a service or node that is gone.
 func (s *StateStore) hasTombstonesUpTo(index uint64) bool {
+	r := s.load()
 	found := false
-	s.load().tombs.Root().Walk(func(_ []byte, v interface{}) bool {
+	r.tombs.Root().Walk(func(_ []byte, v interface{}) bool {
 		found = v.(uint64) <= index
 		return found
 	})
-	return found
+	if found {
+		return true
+	}
+	return len(catalogTombstones(r.svcIdx.Root(), index, serviceLive(r.svcNames.Root())))+
+		len(catalogTombstones(r.nodeIdx.Root(), index, nodeLive(r.nodes.Root()))) > 0
 }
 
 // get returns the stored entry (not a copy) or nil.

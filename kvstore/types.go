@@ -100,7 +100,28 @@ const (
 	// CmdReapTombstones removes tombstones with index <= ReapIndex. The
 	// leader issues it; callers need not.
 	CmdReapTombstones CommandType = 5
+	// CmdCatalogRegister upserts Command.Register: a node, optionally a
+	// service and checks. All or nothing.
+	CmdCatalogRegister CommandType = 6
+	// CmdCatalogDeregister removes Command.Deregister: a node (with its
+	// services, checks and sessions), or a service (with its checks), or a
+	// check.
+	CmdCatalogDeregister CommandType = 7
+	// CmdCatalogSync applies Command.CatalogOps in order, all or nothing,
+	// at one index: anti-entropy sends a node's whole difference with the
+	// catalog as one log entry. At most MaxCatalogOps operations.
+	CmdCatalogSync CommandType = 8
 )
+
+// runsOnClone reports whether commands of type t may fail after writing,
+// and so run on a clone of the state that is dropped when they fail.
+func runsOnClone(t CommandType) bool {
+	switch t {
+	case CmdTxn, CmdCatalogRegister, CmdCatalogDeregister, CmdCatalogSync:
+		return true
+	}
+	return false
+}
 
 func (t CommandType) String() string {
 	switch t {
@@ -114,6 +135,12 @@ func (t CommandType) String() string {
 		return "session-destroy"
 	case CmdReapTombstones:
 		return "reap-tombstones"
+	case CmdCatalogRegister:
+		return "catalog-register"
+	case CmdCatalogDeregister:
+		return "catalog-deregister"
+	case CmdCatalogSync:
+		return "catalog-sync"
 	}
 	return "unknown"
 }
@@ -132,6 +159,12 @@ type Command struct {
 	Session Session
 	// ReapIndex is the highest tombstone index to remove (CmdReapTombstones).
 	ReapIndex uint64
+	// Register is the registration of a CmdCatalogRegister.
+	Register *CatalogRegistration
+	// Deregister is what a CmdCatalogDeregister removes.
+	Deregister *CatalogDeregistration
+	// CatalogOps are the operations of a CmdCatalogSync.
+	CatalogOps []CatalogOp
 	// Time is the leader's wall clock when the command was proposed, in Unix
 	// nanoseconds. Store.Apply sets it; the state machine uses it for
 	// lock-delay so every replica decides alike.
@@ -195,7 +228,8 @@ type Result struct {
 	// OK is Consul's true/false for a CmdKV write (false: a cas mismatch,
 	// a lock held by someone else, lock-delay in effect, a release by a
 	// non-holder); for CmdTxn, true when it committed; for
-	// CmdSessionDestroy, whether the session existed.
+	// CmdSessionDestroy, whether the session existed; for the catalog
+	// commands, true (they either apply or return an error).
 	OK bool
 	// Results of a committed CmdTxn in operation order; get-tree adds one
 	// per entry found. Values are set only for get and get-tree, as Consul.

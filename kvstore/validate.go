@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -36,8 +37,153 @@ func (c *Command) Validate() error {
 		return validateSessionID(c.Session.ID)
 	case CmdReapTombstones:
 		return nil
+	case CmdCatalogRegister, CmdCatalogDeregister, CmdCatalogSync:
+		return validateCatalogCommand(c)
 	}
 	return fmt.Errorf("%w: unknown command type %d", ErrInvalidCommand, c.Type)
+}
+
+// validateCatalogCommand checks a catalog command. Unlike the other
+// checks in this file the state machine runs it too, before applying: it
+// depends on the command alone, so every replica refuses alike, and the
+// tables never hold a name with a NUL byte (their key separator).
+// Messages name the field as in Consul's registration body.
+func validateCatalogCommand(c *Command) error {
+	switch c.Type {
+	case CmdCatalogRegister:
+		return validateRegistration(c.Register)
+	case CmdCatalogDeregister:
+		return validateDeregistration(c.Deregister)
+	case CmdCatalogSync:
+		if len(c.CatalogOps) > MaxCatalogOps {
+			return fmt.Errorf("%w: %d catalog operations, at most %d", ErrTooManyOps, len(c.CatalogOps), MaxCatalogOps)
+		}
+		for i, op := range c.CatalogOps {
+			var err error
+			switch {
+			case (op.Register == nil) == (op.Deregister == nil):
+				err = fmt.Errorf("%w: want exactly one of Register and Deregister", ErrInvalidCommand)
+			case op.Register != nil:
+				err = validateRegistration(op.Register)
+			default:
+				err = validateDeregistration(op.Deregister)
+			}
+			if err != nil {
+				return fmt.Errorf("operation %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: not a catalog command: type %d", ErrInvalidCommand, c.Type)
+}
+
+func validateRegistration(reg *CatalogRegistration) error {
+	if reg == nil {
+		return fmt.Errorf("%w: missing registration", ErrInvalidCommand)
+	}
+	if err := validateName("node name (Node)", reg.Node.Node, true); err != nil {
+		return err
+	}
+	if reg.Node.ID != "" && !validUUID(reg.Node.ID) {
+		return fmt.Errorf("%w: node ID (ID) %q is not a UUID", ErrInvalidCommand, reg.Node.ID)
+	}
+	if !reg.SkipNodeUpdate && reg.Node.Address == "" {
+		return fmt.Errorf("%w: missing node address (Address); it may be left out only with SkipNodeUpdate", ErrInvalidCommand)
+	}
+	if s := reg.Service; s != nil {
+		if err := validateName("service name (Service.Service)", s.Service, true); err != nil {
+			return err
+		}
+		if err := validateName("service ID (Service.ID)", s.ID, false); err != nil {
+			return err
+		}
+		if s.Port < 0 || s.Port > 65535 {
+			return fmt.Errorf("%w: service port (Service.Port) %d not in [0, 65535]", ErrInvalidCommand, s.Port)
+		}
+		if s.Weights.Passing < 0 || s.Weights.Warning < 0 {
+			return fmt.Errorf("%w: negative service weights (Service.Weights) %+v", ErrInvalidCommand, s.Weights)
+		}
+		if len(s.Proxy) > 0 && !json.Valid(s.Proxy) {
+			return fmt.Errorf("%w: service proxy (Service.Proxy) is not valid JSON", ErrInvalidCommand)
+		}
+	}
+	if len(reg.Checks) > MaxCatalogChecks {
+		return fmt.Errorf("%w: %d checks, at most %d", ErrTooManyOps, len(reg.Checks), MaxCatalogChecks)
+	}
+	for i, c := range reg.Checks {
+		f := fmt.Sprintf("Checks[%d]", i)
+		if c == nil {
+			return fmt.Errorf("%w: %s is null", ErrInvalidCommand, f)
+		}
+		id := c.CheckID
+		if id == "" {
+			id = c.Name
+		}
+		if err := validateName("check ID ("+f+".CheckID or .Name)", id, true); err != nil {
+			return err
+		}
+		if c.Node != "" && fold(c.Node) != fold(reg.Node.Node) {
+			return fmt.Errorf("%w: check %q is for node %q (%s.Node), not the node registered, %q", ErrInvalidCommand, id, c.Node, f, reg.Node.Node)
+		}
+		if c.Status != "" && !validCheckStatus(c.Status) {
+			return fmt.Errorf("%w: check %q has status %q (%s.Status): want passing, warning or critical", ErrInvalidCommand, id, c.Status, f)
+		}
+		if err := validateName("service ID of check ("+f+".ServiceID)", c.ServiceID, false); err != nil {
+			return err
+		}
+		if len(c.Definition) > 0 && !json.Valid(c.Definition) {
+			return fmt.Errorf("%w: check %q definition (%s.Definition) is not valid JSON", ErrInvalidCommand, id, f)
+		}
+	}
+	return nil
+}
+
+func validateDeregistration(d *CatalogDeregistration) error {
+	if d == nil {
+		return fmt.Errorf("%w: missing deregistration", ErrInvalidCommand)
+	}
+	if err := validateName("node name (Node)", d.Node, true); err != nil {
+		return err
+	}
+	if err := validateName("service ID (ServiceID)", d.ServiceID, false); err != nil {
+		return err
+	}
+	return validateName("check ID (CheckID)", d.CheckID, false)
+}
+
+// validateName checks a catalog name: present when required, at most
+// MaxCatalogNameSize bytes, no NUL byte.
+func validateName(what, v string, required bool) error {
+	switch {
+	case v == "" && required:
+		return fmt.Errorf("%w: missing %s", ErrInvalidCommand, what)
+	case len(v) > MaxCatalogNameSize:
+		return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalidCommand, what, MaxCatalogNameSize)
+	case strings.IndexByte(v, 0) >= 0:
+		return fmt.Errorf("%w: %s %q contains a NUL byte", ErrInvalidCommand, what, v)
+	}
+	return nil
+}
+
+// validUUID reports whether s is a UUID in its 36-character text form.
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func validateOp(o *KVOp) error {

@@ -61,13 +61,18 @@ type writeTxn struct {
 	idx uint64 // Raft index of the current command
 	now int64  // its time, Unix nanoseconds
 
-	kv, tombs, sessions, locks, delays treeTxn
+	kv, tombs, sessions, locks, delays, nodeSess treeTxn
+	// The catalog's tables (see stateRoot).
+	nodes, nodeIDs, services, svcNames, checks, svcIdx, nodeIdx treeTxn
 
 	floor           uint64
 	sessionsIndex   uint64
 	sessionsChanged bool
+	cat             catalogIndexes
 	// touched lists the keys written, for watch notification.
 	touched []string
+	// tables lists the catalog watch names written (duplicates allowed).
+	tables []string
 }
 
 func newWriteTxn(r *stateRoot, idx uint64, now int64) *writeTxn {
@@ -79,7 +84,16 @@ func newWriteTxn(r *stateRoot, idx uint64, now int64) *writeTxn {
 		sessions: treeTxn{base: r.sessions},
 		locks:    treeTxn{base: r.locks},
 		delays:   treeTxn{base: r.delays},
+		nodeSess: treeTxn{base: r.nodeSess},
+		nodes:    treeTxn{base: r.nodes},
+		nodeIDs:  treeTxn{base: r.nodeIDs},
+		services: treeTxn{base: r.services},
+		svcNames: treeTxn{base: r.svcNames},
+		checks:   treeTxn{base: r.checks},
+		svcIdx:   treeTxn{base: r.svcIdx},
+		nodeIdx:  treeTxn{base: r.nodeIdx},
 		floor:    r.floor,
+		cat:      r.cat,
 
 		sessionsIndex: r.sessionsIndex,
 	}
@@ -90,8 +104,11 @@ func newWriteTxn(r *stateRoot, idx uint64, now int64) *writeTxn {
 func (t *writeTxn) clone() *writeTxn {
 	c := *t
 	c.kv, c.tombs, c.sessions = t.kv.clone(), t.tombs.clone(), t.sessions.clone()
-	c.locks, c.delays = t.locks.clone(), t.delays.clone()
+	c.locks, c.delays, c.nodeSess = t.locks.clone(), t.delays.clone(), t.nodeSess.clone()
+	c.nodes, c.nodeIDs, c.services, c.svcNames = t.nodes.clone(), t.nodeIDs.clone(), t.services.clone(), t.svcNames.clone()
+	c.checks, c.svcIdx, c.nodeIdx = t.checks.clone(), t.svcIdx.clone(), t.nodeIdx.clone()
 	c.touched = append([]string(nil), t.touched...)
+	c.tables = append([]string(nil), t.tables...)
 	return &c
 }
 
@@ -108,12 +125,22 @@ func (t *writeTxn) commitTo(r *stateRoot) {
 	r.sessions = t.sessions.commit()
 	r.locks = t.locks.commit()
 	r.delays = t.delays.commit()
+	r.nodeSess = t.nodeSess.commit()
+	r.nodes = t.nodes.commit()
+	r.nodeIDs = t.nodeIDs.commit()
+	r.services = t.services.commit()
+	r.svcNames = t.svcNames.commit()
+	r.checks = t.checks.commit()
+	r.svcIdx = t.svcIdx.commit()
+	r.nodeIdx = t.nodeIdx.commit()
 	r.floor = t.floor
 	r.sessionsIndex = t.sessionsIndex
+	r.cat = t.cat
 }
 
 // apply runs c. keep is false when the command failed; for every type but
-// CmdTxn it then wrote nothing.
+// CmdTxn and the catalog commands it then wrote nothing (those run on a
+// clone that is dropped on failure: see runsOnClone).
 func (t *writeTxn) apply(c *Command) (res *Result, keep bool, err error) {
 	res = &Result{Index: t.idx}
 	switch c.Type {
@@ -145,6 +172,12 @@ func (t *writeTxn) apply(c *Command) (res *Result, keep bool, err error) {
 	case CmdReapTombstones:
 		res.OK = t.reapTombstones(c.ReapIndex)
 		return res, res.OK, nil
+	case CmdCatalogRegister, CmdCatalogDeregister, CmdCatalogSync:
+		if err := t.catalog(c); err != nil {
+			return res, false, err
+		}
+		res.OK = true
+		return res, true, nil
 	}
 	return res, false, fmt.Errorf("%w: unknown command type %d", ErrInvalidCommand, c.Type)
 }
@@ -401,6 +434,7 @@ func (t *writeTxn) createSession(in *Session) (*Session, error) {
 	}
 	s.CreateIndex, s.ModifyIndex = t.idx, t.idx
 	t.sessions.w().Insert([]byte(s.ID), s)
+	t.nodeSess.w().Insert(nodeSessKey(s.Node, s.ID), struct{}{})
 	t.changedSessions()
 	return s.clone(), nil
 }
@@ -443,6 +477,7 @@ func (t *writeTxn) destroySession(id string) bool {
 		}
 	}
 	t.sessions.w().Delete([]byte(id))
+	t.nodeSess.w().Delete(nodeSessKey(s.Node, id))
 	t.changedSessions()
 	return true
 }
@@ -462,8 +497,9 @@ func (t *writeTxn) pruneDelays() {
 	}
 }
 
-// reapTombstones removes tombstones at or below upTo and raises the floor
-// to the highest index removed. It reports whether any was removed.
+// reapTombstones removes tombstones at or below upTo — of K/V keys, and
+// the index entries of services and nodes that are gone — and raises the
+// floor to the highest index removed. It reports whether any was removed.
 func (t *writeTxn) reapTombstones(upTo uint64) bool {
 	var dead [][]byte
 	t.tombs.root().Walk(func(k []byte, v interface{}) bool {
@@ -476,7 +512,21 @@ func (t *writeTxn) reapTombstones(upTo uint64) bool {
 	for _, k := range dead {
 		t.tombs.w().Delete(k)
 	}
-	return len(dead) > 0
+	n := len(dead)
+	for _, c := range []struct {
+		tr   *treeTxn
+		live func([]byte) bool
+	}{
+		{&t.svcIdx, serviceLive(t.svcNames.root())},
+		{&t.nodeIdx, nodeLive(t.nodes.root())},
+	} {
+		for _, ts := range catalogTombstones(c.tr.root(), upTo, c.live) {
+			c.tr.w().Delete(ts.key)
+			t.floor = max(t.floor, ts.idx)
+			n++
+		}
+	}
+	return n > 0
 }
 
 // applyCommands applies decoded commands at their Raft indexes as one
@@ -500,7 +550,7 @@ func (s *StateStore) applyCommands(indexes []uint64, cmds []*Command) []applyOut
 			continue
 		}
 		t.idx, t.now = idx, c.Time
-		if c.Type == CmdTxn {
+		if runsOnClone(c.Type) {
 			child := t.clone()
 			res, keep, err := child.apply(c)
 			out[i] = applyOutcome{res: res, err: err}
@@ -514,7 +564,7 @@ func (s *StateStore) applyCommands(indexes []uint64, cmds []*Command) []applyOut
 	}
 	t.commitTo(&working)
 	s.root.Store(&working)
-	var tables []string
+	tables := t.tables
 	if t.sessionsChanged {
 		tables = append(tables, tableSessions)
 	}
