@@ -276,3 +276,58 @@ func TestDeadServerRemovedKeepingQuorum(t *testing.T) {
 		}
 	}
 }
+
+func serfStatus(via *testAgent, node string) (string, error) {
+	var checks []struct{ CheckID, Status string }
+	if err := getJSON(via.url("/v1/health/node/"+node), &checks); err != nil {
+		return "", err
+	}
+	for _, c := range checks {
+		if c.CheckID == "serfHealth" {
+			return c.Status, nil
+		}
+	}
+	return "", nil
+}
+
+func TestCatalogFollowsGossip(t *testing.T) {
+	servers := startServers(t, 3)
+	c1 := startAgent(t, "c1", false, 0, servers[0].GossipAddr())
+	c2 := startAgent(t, "c2", false, 0, servers[0].GossipAddr())
+	waitPeers(t, c1, 3)
+	for _, n := range []string{"s1", "s2", "s3", "c1", "c2"} {
+		testutil.WaitFor(t, 40*time.Second, n+" passing in the catalog", func() error {
+			st, err := serfStatus(c1, n)
+			if err != nil || st != "passing" {
+				return fmt.Errorf("serfHealth of %s = %q, %v", n, st, err)
+			}
+			return nil
+		})
+	}
+	// A crashed agent's node goes critical; a leaving one is deregistered.
+	c2.stop()
+	testutil.WaitFor(t, 30*time.Second, "c2 critical", func() error {
+		st, err := serfStatus(servers[0], "c2")
+		if err != nil || st != "critical" {
+			return fmt.Errorf("serfHealth of c2 = %q, %v", st, err)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c1.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "c1 deregistered", func() error {
+		var nodes []struct{ Node string }
+		if err := getJSON(servers[0].url("/v1/catalog/nodes"), &nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.Node == "c1" {
+				return fmt.Errorf("c1 still in the catalog: %v", nodes)
+			}
+		}
+		return nil
+	})
+}

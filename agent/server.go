@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sort"
+	"strings"
 	"strconv"
 	"sync"
 	"time"
@@ -136,33 +136,97 @@ func (s *server) step(ctx context.Context) {
 	}
 	if s.store.IsLeader() {
 		s.reconcile(ctx)
-		s.invalidateSessions(ctx)
+		// The catalog invalidates the sessions of a node whose serfHealth
+		// goes critical or that is deregistered, inside the FSM.
+		s.reconcileCatalog(ctx)
 	}
 }
 
-// invalidateSessions destroys the sessions of nodes that failed or left
-// gossip when they depend on the node's serfHealth check (the default), so
-// their locks are released (or their keys deleted, by Behavior).
-func (s *server) invalidateSessions(ctx context.Context) {
+// Output of the serfHealth check, as Consul words it.
+const (
+	serfAliveOutput  = "Agent alive and reachable"
+	serfFailedOutput = "Agent not live or unreachable"
+)
+
+// reconcileCatalog keeps every gossip member of our datacenter in the
+// catalog with a serfHealth check that follows gossip: passing while
+// alive, critical once failed (so its instances go critical cluster-wide),
+// and the node deregistered once it left or was reaped.
+func (s *server) reconcileCatalog(ctx context.Context) {
+	state := s.store.State()
+	seen := map[string]bool{}
 	for _, m := range s.a.gossip.Members() {
-		if m.Status != gossip.StatusFailed && m.Status != gossip.StatusLeft {
+		if m.Tags[gossip.TagDatacenter] != s.a.cfg.Datacenter || m.Addr == nil {
 			continue
 		}
-		sessions, _ := s.store.State().NodeSessions(m.Name)
-		for _, sess := range sessions {
-			if !slices.Contains(sess.NodeChecks, "serfHealth") {
+		seen[strings.ToLower(m.Name)] = true
+		node, _ := state.Node(m.Name)
+		if m.Status == gossip.StatusLeft {
+			if node != nil && node.Node != nil {
+				s.applyCatalog(ctx, &kvstore.Command{Type: kvstore.CmdCatalogDeregister,
+					Deregister: &kvstore.CatalogDeregistration{Node: m.Name}}, "deregistered departed node", m.Name)
+			}
+			continue
+		}
+		want, output := kvstore.HealthPassing, serfAliveOutput
+		if m.Status == gossip.StatusFailed {
+			want, output = kvstore.HealthCritical, serfFailedOutput
+		}
+		addr := m.Addr.String()
+		nodeOK := node != nil && node.Node != nil && node.Node.Address == addr
+		if nodeOK {
+			checks, _ := state.NodeChecks(m.Name)
+			current := ""
+			for _, c := range checks {
+				if c.CheckID == kvstore.SerfCheckID && c.ServiceID == "" {
+					current = c.Status
+				}
+			}
+			if current == want {
 				continue
 			}
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := s.store.Apply(cctx, &kvstore.Command{Type: kvstore.CmdSessionDestroy, Session: kvstore.Session{ID: sess.ID}})
-			cancel()
-			if err != nil {
-				s.log.Warn("invalidate session of departed node failed", "node", m.Name, "session", sess.ID, "err", err)
-				continue
+		}
+		reg := &kvstore.CatalogRegistration{
+			Node:           kvstore.Node{ID: m.Tags[gossip.TagID], Node: m.Name, Address: addr, Datacenter: s.a.cfg.Datacenter},
+			SkipNodeUpdate: nodeOK,
+			Checks: []*kvstore.HealthCheck{{
+				Node: m.Name, CheckID: kvstore.SerfCheckID, Name: "Serf Health Status",
+				Status: want, Output: output, Type: "serf",
+			}},
+		}
+		if node != nil && node.Node != nil && !nodeOK {
+			// The node moved: keep its metadata, update the address.
+			reg.Node.Meta = node.Node.Meta
+			reg.Node.TaggedAddresses = node.Node.TaggedAddresses
+		}
+		s.applyCatalog(ctx, &kvstore.Command{Type: kvstore.CmdCatalogRegister, Register: reg}, "serfHealth "+want, m.Name)
+	}
+	// Nodes gossip no longer knows (reaped) leave the catalog too, but only
+	// those the servers manage (with a serfHealth check).
+	nodes, _ := state.Nodes()
+	for _, n := range nodes {
+		if seen[strings.ToLower(n.Node)] || n.Datacenter != "" && n.Datacenter != s.a.cfg.Datacenter {
+			continue
+		}
+		checks, _ := state.NodeChecks(n.Node)
+		for _, c := range checks {
+			if c.CheckID == kvstore.SerfCheckID && c.ServiceID == "" {
+				s.applyCatalog(ctx, &kvstore.Command{Type: kvstore.CmdCatalogDeregister,
+					Deregister: &kvstore.CatalogDeregistration{Node: n.Node}}, "deregistered reaped node", n.Node)
+				break
 			}
-			s.log.Info("invalidated session: its node is "+m.Status.String(), "node", m.Name, "session", sess.ID)
 		}
 	}
+}
+
+func (s *server) applyCatalog(ctx context.Context, cmd *kvstore.Command, what, node string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.store.Apply(ctx, cmd); err != nil {
+		s.log.Warn("catalog reconcile failed", "node", node, "action", what, "err", err)
+		return
+	}
+	s.log.Debug("catalog reconciled", "node", node, "action", what)
 }
 
 func (s *server) shutdown() {
