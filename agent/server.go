@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
