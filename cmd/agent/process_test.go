@@ -151,8 +151,8 @@ func TestProcessClusterFailureAndLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"n1": "alive", "n2": "alive", "n3": "failed", "n4": "alive"}
-	waitStatuses(t, bin, n1, want, 30*time.Second)
-	waitStatuses(t, bin, n2, want, 30*time.Second)
+	waitStatuses(t, bin, n1, want, 45*time.Second)
+	waitStatuses(t, bin, n2, want, 45*time.Second)
 	t.Logf("kill -9 n3: seen failed after %v", time.Since(start).Round(time.Millisecond))
 	testutil.WaitFor(t, 10*time.Second, "n1 to log the failure", func() error {
 		if !strings.Contains(n1.logs(), "n3") || !strings.Contains(strings.ToLower(n1.logs()), "fail") {
@@ -174,14 +174,14 @@ func TestProcessClusterFailureAndLeave(t *testing.T) {
 		t.Errorf("n4 exit code after leave = %d, want 0", code)
 	}
 	want["n4"] = "left"
-	waitStatuses(t, bin, n1, want, 20*time.Second)
+	waitStatuses(t, bin, n1, want, 45*time.Second)
 
 	// SIGTERM: leaves gracefully too (leave_on_terminate defaults to true).
 	if err := n2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	want["n2"] = "left"
-	waitStatuses(t, bin, n1, want, 20*time.Second)
+	waitStatuses(t, bin, n1, want, 45*time.Second)
 	<-n2.done
 	if code := n2.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("n2 exit code after SIGTERM = %d, want 0", code)

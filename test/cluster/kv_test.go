@@ -154,7 +154,7 @@ func TestSessionReleasedWhenNodeFails(t *testing.T) {
 	}
 	c.clients[1].Kill()
 	kv := client(t, c.clients[0]).KV()
-	testutil.WaitFor(t, 30*time.Second, "the lock to be released", func() error {
+	testutil.WaitFor(t, 45*time.Second, "the lock to be released", func() error {
 		p, _, err := kv.Get("locks/a", nil)
 		if err != nil {
 			return err
