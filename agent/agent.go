@@ -1,7 +1,9 @@
 // Package agent wires the parts of an Outrigger agent together: it turns a
-// validated config.Config into running components (gossip, HTTP API, and
-// later the K/V store, catalog, DNS and proxy), starts them in order and
-// stops them in reverse. It owns lifecycle only; each job lives in its own
+// validated config.Config into running components (gossip, HTTP API, the
+// K/V store and catalog on servers; on every agent the local services and
+// their health checks, anti-entropy with the servers and the local view of
+// the catalog; later DNS and the proxy), starts them in order and stops
+// them in reverse. It owns lifecycle only; each job lives in its own
 // package.
 package agent
 
@@ -24,8 +26,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/outrigger/outrigger/catalog"
 	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/gossip"
+	"github.com/outrigger/outrigger/health"
 	"github.com/outrigger/outrigger/httpapi"
 	"github.com/outrigger/outrigger/internal/version"
 	"github.com/outrigger/outrigger/rpcmux"
@@ -42,6 +46,24 @@ type Agent struct {
 	http   *httpapi.Server
 	server *server // nil on client agents
 	opts   options
+
+	// The agent's own services and checks, and its side of the catalog
+	// (see local.go and sync.go).
+	local         *catalog.LocalState
+	checks        *health.Checks
+	catalogClient *catalog.HTTPClient
+	ae            *catalog.AntiEntropy
+	view          *catalog.View
+	// regMu keeps LocalState and the health checks in step across a
+	// registration; sidecars maps a folded service ID to its sidecar's.
+	regMu          sync.Mutex
+	sidecars       map[string]string
+	configServices []*catalog.ServiceDefinition
+	configChecks   []health.CheckDefinition
+
+	syncMu     sync.Mutex
+	syncCancel context.CancelFunc
+	syncDone   chan struct{}
 
 	rrMu   sync.Mutex
 	rrNext int                  // round robin over servers for forwarding
@@ -61,6 +83,9 @@ type options struct {
 	fastRaft      bool
 	// deadServerAfter, if non-zero, overrides the autopilot threshold.
 	deadServerAfter time.Duration
+	// syncInterval, if non-zero, overrides anti-entropy's full-sync
+	// interval.
+	syncInterval time.Duration
 }
 
 // WithGossipProfile selects memberlist timings ("lan", "local").
@@ -74,6 +99,12 @@ func WithDeadServerCleanup(d time.Duration) Option {
 
 // WithFastRaft uses Raft timings that elect in about a second (tests).
 func WithFastRaft() Option { return func(o *options) { o.fastRaft = true } }
+
+// WithSyncInterval overrides anti-entropy's full-sync interval (one
+// minute, plus a stagger that grows with the cluster): tests use seconds.
+func WithSyncInterval(d time.Duration) Option {
+	return func(o *options) { o.syncInterval = d }
+}
 
 // New builds an agent from cfg, binding every listener so that a port
 // conflict fails here, before anything runs. On error nothing is left
@@ -153,6 +184,14 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err 
 		status = a.server
 	}
 
+	if err = a.newCatalog(advertise); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, a.closeCatalog)
+	if err = a.loadConfigServices(); err != nil {
+		return nil, err
+	}
+
 	httpAddr := net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.HTTP))
 	hcfg := httpapi.Config{
 		Addr:             httpAddr,
@@ -205,6 +244,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started",
 		"node", a.cfg.NodeName, "id", a.nodeID, "datacenter", a.cfg.Datacenter,
 		"server", a.cfg.Server, "version", version.Version)
+	if a.cfg.EnableScriptChecks {
+		a.log.Warn("script checks are enabled: anyone who can reach the HTTP API can run commands as this agent's user")
+	}
 	a.log.Info("listening", "http", a.http.Addr().String(),
 		"gossip", net.JoinHostPort(ip.String(), strconv.Itoa(port)),
 		"dns", net.JoinHostPort(a.cfg.ClientAddr, strconv.Itoa(a.cfg.Ports.DNS))+" (reserved)")
@@ -213,6 +255,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.server != nil {
 		go a.server.run(ctx)
 	}
+	// Services from the configuration enter the local state before
+	// anti-entropy's first full sync, so it carries them.
+	a.registerConfigServices()
+	a.startSync(ctx)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- a.http.Serve(ctx) }()
 
@@ -234,6 +280,9 @@ func (a *Agent) Leave(ctx context.Context) error {
 	var err error
 	a.leaving.Do(func() {
 		a.log.Info("leaving the cluster")
+		// Anti-entropy stops first: once the leader has removed this node
+		// from the catalog, nothing may register it again.
+		a.stopSync()
 		if a.server != nil {
 			a.server.leave(ctx)
 		}
@@ -254,11 +303,13 @@ func (a *Agent) Stop() {
 }
 
 func (a *Agent) shutdown() {
+	a.stopSync()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.http.Shutdown(ctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
 	}
+	a.closeCatalog()
 	if a.server != nil {
 		a.server.shutdown()
 	}
@@ -290,6 +341,7 @@ func (a *Agent) Join(ctx context.Context, addrs []string) (int, error) {
 		a.log.Error("join failed", "addrs", addrs, "err", err)
 	} else {
 		a.log.Info("joined", "addrs", addrs, "contacted", n)
+		a.ae.TriggerFull()
 	}
 	return n, err
 }
@@ -312,6 +364,12 @@ func (a *Agent) Route(r *http.Request, mode httpapi.RouteMode) (string, error) {
 	if a.server != nil {
 		return a.server.route(r.Context(), mode)
 	}
+	return a.liveServer()
+}
+
+// liveServer picks the server port of a live server of our datacenter, in
+// turn, skipping for a while those that recently refused a connection.
+func (a *Agent) liveServer() (string, error) {
 	var servers []string
 	for _, m := range a.gossip.Members() {
 		if m.Status != gossip.StatusAlive || m.Tags[gossip.TagRole] != "consul" ||
@@ -356,6 +414,14 @@ func (a *Agent) ServerFailed(addr string) {
 
 // Registry is the agent's metrics registry.
 func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// View is the agent's demand-driven view of the services it uses, kept
+// fresh from the servers: for DNS and the sidecar proxy.
+func (a *Agent) View() *catalog.View { return a.view }
+
+// CatalogClient reaches the servers' catalog and health endpoints through
+// a live server (the view's and anti-entropy's client).
+func (a *Agent) CatalogClient() *catalog.HTTPClient { return a.catalogClient }
 
 // loadNodeID reads DataDir/node-id, creating it with a fresh UUID on first
 // start, so a node keeps its identity across restarts. -dev gets a fresh

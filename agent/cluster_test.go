@@ -60,6 +60,12 @@ func startAgent(t *testing.T, name string, server bool, expect int, join ...stri
 
 func startAgentOpts(t *testing.T, name string, server bool, expect int, opts []Option, join ...string) *testAgent {
 	t.Helper()
+	return startAgentConfig(t, name, server, expect, nil, opts, join...)
+}
+
+// startAgentConfig is startAgentOpts with a last say on the configuration.
+func startAgentConfig(t *testing.T, name string, server bool, expect int, adjust func(*config.Config), opts []Option, join ...string) *testAgent {
+	t.Helper()
 	cfg := config.DefaultConfig()
 	cfg.NodeName = name
 	cfg.DataDir = t.TempDir()
@@ -70,6 +76,9 @@ func startAgentOpts(t *testing.T, name string, server bool, expect int, opts []O
 	cfg.BootstrapExpect = expect
 	cfg.RetryJoin = join
 	cfg.RetryInterval = 100 * time.Millisecond
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +315,7 @@ func TestCatalogFollowsGossip(t *testing.T) {
 	}
 	// A crashed agent's node goes critical; a leaving one is deregistered.
 	c2.stop()
-	testutil.WaitFor(t, 30*time.Second, "c2 critical", func() error {
+	testutil.WaitFor(t, 45*time.Second, "c2 critical", func() error {
 		st, err := serfStatus(servers[0], "c2")
 		if err != nil || st != "critical" {
 			return fmt.Errorf("serfHealth of c2 = %q, %v", st, err)

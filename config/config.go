@@ -70,6 +70,12 @@ type Config struct {
 	// NodeMeta is free-form node metadata (node_meta).
 	NodeMeta map[string]string
 
+	// EnableScriptChecks allows script checks (a check with Args), from
+	// files and the HTTP API alike (enable_script_checks,
+	// -enable-script-checks). Off by default: with it on, anyone who can
+	// reach the HTTP API can run commands as the agent's user.
+	EnableScriptChecks bool
+
 	// Extra keeps, undecoded, the sections that later work will give a
 	// meaning to, keyed by their Consul key: service, services, check,
 	// checks, watches, recursors, dns_config, domain, alt_domain. Values
@@ -82,6 +88,10 @@ type Config struct {
 	// from HCL blocks appear as one-element lists of objects (HCL1 cannot
 	// tell a block from a list of blocks): decoders of these sections should
 	// accept either, as asObject does.
+	//
+	// The -service flag (with -service-port, -service-tag, -check-http and
+	// the rest) adds one more entry to "service", after the files' ones,
+	// in the same shape a file's `service { }` block has.
 	Extra map[string]any
 
 	// ConfigFiles records the files the configuration was read from, in the

@@ -24,6 +24,10 @@
 //   - The raw sections in Config.Extra: lists (services, checks, watches,
 //     recursors, and the singular service and check) append across files;
 //     the others (dns_config, domain, alt_domain) are last-wins.
+//   - The -service flag and its companions (-service-port, -service-tag,
+//     -service-address, -check-http, -check-tcp, -check-ttl,
+//     -check-interval, -check-timeout) add one entry to Extra's "service"
+//     list after the files' ones; they are flags only.
 //
 // # Files
 //

@@ -40,6 +40,7 @@ var fields = []field{
 	{"log_level", func(c *Config) any { return &c.LogLevel }},
 	{"log_json", func(c *Config) any { return &c.LogJSON }},
 	{"node_meta", func(c *Config) any { return &c.NodeMeta }},
+	{"enable_script_checks", func(c *Config) any { return &c.EnableScriptChecks }},
 	{"autopilot.cleanup_dead_servers", func(c *Config) any { return &c.Autopilot.CleanupDeadServers }},
 	{"autopilot.dead_server_last_contact_threshold", func(c *Config) any { return &c.Autopilot.DeadServerLastContactThreshold }},
 }

@@ -19,6 +19,7 @@ type Flags struct {
 	dev     bool
 	vals    Config       // what the flags set; only visited flags count
 	sources []fileSource // -config-file and -config-dir, in command-line order
+	svc     serviceFlags // -service and the -service-* and -check-* flags
 }
 
 // fileSource is one -config-file or -config-dir argument.
@@ -57,6 +58,8 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&v.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
 	fs.BoolVar(&v.LogJSON, "log-json", false, "log JSON lines instead of text")
 	fs.Var((*metaValue)(&v.NodeMeta), "node-meta", "`key:value` node metadata; repeatable")
+	fs.BoolVar(&v.EnableScriptChecks, "enable-script-checks", false, "allow script checks (Args) in service and check definitions; anyone who can reach the HTTP API can then run commands as this agent's user")
+	f.svc.register(fs)
 	return f
 }
 

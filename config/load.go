@@ -79,6 +79,11 @@ func Load(f *Flags, env func(string) (string, bool)) (Config, error) {
 	if flagLayer != nil {
 		flagLayer.applyTo(&c, false)
 		noteSet(flagLayer)
+		svc, svcErrs := f.svc.definition()
+		if err := inSource("flags", svcErrs); err != nil {
+			errs = append(errs, err)
+		}
+		addFlagService(&c, svc)
 	}
 	// Consul's role defaults: a server stays in the Raft configuration when
 	// stopped (a restart must not shrink the quorum), so it neither leaves

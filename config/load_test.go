@@ -95,6 +95,9 @@ func TestPrecedence(t *testing.T) {
 			func(c Config) any { return c.NodeMeta },
 			[5]any{map[string]string(nil), map[string]string{"a": "f1"}, map[string]string{"a": "f1", "b": "f2", "c": "f2"},
 				map[string]string{"a": "f1", "b": "f2", "c": "f2"}, map[string]string{"a": "f1", "b": "f2", "c": "fl", "d": "x:y"}}},
+		{"enable_script_checks", `enable_script_checks = true`, `{"enable_script_checks": false}`,
+			nil, []string{"-enable-script-checks"},
+			func(c Config) any { return c.EnableScriptChecks }, [5]any{false, true, false, false, true}},
 	}
 	if len(rows) != len(fields) {
 		t.Errorf("%d rows for %d fields: a field is untested", len(rows), len(fields))
@@ -244,6 +247,7 @@ func TestFullFile(t *testing.T) {
 		LogJSON:              true,
 		Autopilot:            Autopilot{CleanupDeadServers: false, DeadServerLastContactThreshold: 36 * time.Hour},
 		NodeMeta:             map[string]string{"rack": "r1", "version": "2"},
+		EnableScriptChecks:   true,
 		Extra: map[string]any{
 			"service":    []any{map[string]any{"name": "web", "port": 8080, "tags": []any{"a", "b"}}},
 			"services":   []any{map[string]any{"name": "db", "port": 5432, "checks": []any{map[string]any{"tcp": "localhost:5432", "interval": "10s"}}}},

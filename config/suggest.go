@@ -25,6 +25,8 @@ var flagKeys = map[string]string{
 	"log-level":        "log_level",
 	"log-json":         "log_json",
 	"node-meta":        "node_meta",
+
+	"enable-script-checks": "enable_script_checks",
 }
 
 // suggest returns the known key nearest to the unknown key, or "" if none

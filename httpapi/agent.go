@@ -56,6 +56,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/status/peers", s.routedAnyServer(s.statusPeers))
 	s.kvRoutes()
 	s.catalogRoutes()
+	s.localRoutes()
 }
 
 // memberJSON is Consul's AgentMember shape.

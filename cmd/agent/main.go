@@ -29,6 +29,8 @@ func init() {
 		"kv":       {"Interact with the key/value store", kvCommand},
 		"lock":     {"Run a command while holding a lock", lockCommand},
 		"operator": {"Cluster-level tools for operators (raft peers)", operatorCommand},
+		"services": {"Register and deregister services with the local agent", servicesCommand},
+		"catalog":  {"List the catalog's services and nodes", catalogCommand},
 	}
 }
 

@@ -33,6 +33,8 @@ node_meta {
   version = 2
 }
 
+enable_script_checks = true
+
 service {
   name = "web"
   port = 8080
