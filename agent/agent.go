@@ -28,6 +28,7 @@ import (
 
 	"github.com/outrigger/outrigger/catalog"
 	"github.com/outrigger/outrigger/config"
+	"github.com/outrigger/outrigger/dnsserver"
 	"github.com/outrigger/outrigger/gossip"
 	"github.com/outrigger/outrigger/health"
 	"github.com/outrigger/outrigger/httpapi"
@@ -54,6 +55,7 @@ type Agent struct {
 	catalogClient *catalog.HTTPClient
 	ae            *catalog.AntiEntropy
 	view          *catalog.View
+	dns           *dnsserver.Server
 	// regMu keeps LocalState and the health checks in step across a
 	// registration; sidecars maps a folded service ID to its sidecar's.
 	regMu          sync.Mutex
@@ -192,6 +194,18 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err 
 		return nil, err
 	}
 
+	dcfg, err := a.dnsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if a.dns, err = dnsserver.New(dcfg, newDNSCatalog(a.view, a.gossip)); err != nil {
+		return nil, err
+	}
+	if err = a.dns.Start(); err != nil {
+		return nil, fmt.Errorf("agent: dns: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = a.dns.Shutdown(context.Background()) })
+
 	httpAddr := net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.HTTP))
 	hcfg := httpapi.Config{
 		Addr:             httpAddr,
@@ -249,7 +263,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("listening", "http", a.http.Addr().String(),
 		"gossip", net.JoinHostPort(ip.String(), strconv.Itoa(port)),
-		"dns", net.JoinHostPort(a.cfg.ClientAddr, strconv.Itoa(a.cfg.Ports.DNS))+" (reserved)")
+		"dns", a.dns.Addr())
 
 	a.gossip.Start(ctx)
 	if a.server != nil {
@@ -308,6 +322,9 @@ func (a *Agent) shutdown() {
 	defer cancel()
 	if err := a.http.Shutdown(ctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
+	}
+	if err := a.dns.Shutdown(ctx); err != nil {
+		a.log.Warn("dns shutdown", "err", err)
 	}
 	a.closeCatalog()
 	if a.server != nil {
