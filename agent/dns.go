@@ -175,3 +175,40 @@ func (a *Agent) dnsConfig() (dnsserver.Config, error) {
 	}
 	return d, d.Validate()
 }
+
+// LocalServiceHealth implements httpapi.LocalViewer: with no server
+// reachable, a client agent answers service health reads from the last
+// result its view holds for that service.
+func (a *Agent) LocalServiceHealth(_ context.Context, name string, passing bool, tags []string) (any, uint64, time.Duration, bool) {
+	if a.server != nil || a.view == nil {
+		return nil, 0, 0, false
+	}
+	snap, ok := a.view.Peek(name)
+	if !ok || snap.Index == 0 {
+		return nil, 0, 0, false
+	}
+	entries := catalog.WithTags(snap.Entries, tags...)
+	if passing {
+		entries = catalog.Healthy(entries, true)
+	}
+	if entries == nil {
+		entries = []catalog.ServiceEntry{}
+	}
+	return entries, snap.Index, snap.Age(time.Now()), true
+}
+
+// UseService implements httpapi.LocalViewer: it subscribes the view to
+// name in the background (a no-op when already subscribed).
+func (a *Agent) UseService(name string) {
+	if a.server != nil || a.view == nil {
+		return
+	}
+	if _, ok := a.view.Peek(name); ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = a.view.Service(ctx, name)
+	}()
+}

@@ -82,3 +82,51 @@ func TestDNSAnswersFromTheLocalView(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDiscoveryWithEveryServerDown: a client agent keeps answering health
+// reads and DNS from its local view when every server is gone, with the
+// staleness visible in X-Consul-LastContact.
+func TestDiscoveryWithEveryServerDown(t *testing.T) {
+	servers := startServers(t, 3)
+	c1 := startAgent(t, "c1", false, 0, servers[0].GossipAddr())
+	c2 := startAgent(t, "c2", false, 0, servers[0].GossipAddr())
+	waitPeers(t, c2, 3)
+	cl, err := consul.NewClient(&consul.Config{Address: c1.HTTPAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Agent().ServiceRegister(&consul.AgentServiceRegistration{Name: "api", Port: 9090}); err != nil {
+		t.Fatal(err)
+	}
+	c2c, err := consul.NewClient(&consul.Config{Address: c2.HTTPAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "api visible through c2 (and c2's view subscribed)", func() error {
+		entries, _, err := c2c.Health().Service("api", "", true, nil)
+		if err != nil || len(entries) != 1 {
+			return fmt.Errorf("entries %v err %v", entries, err)
+		}
+		if _, ok := c2.view.Peek("api"); !ok {
+			return fmt.Errorf("view not subscribed yet")
+		}
+		return nil
+	})
+	for _, s := range servers {
+		s.stop()
+	}
+	testutil.WaitFor(t, 30*time.Second, "health read from c2's local view", func() error {
+		entries, meta, err := c2c.Health().Service("api", "", true, nil)
+		if err != nil {
+			return err
+		}
+		if len(entries) != 1 || entries[0].Service.Port != 9090 || meta.KnownLeader {
+			return fmt.Errorf("entries %v meta %+v", entries, meta)
+		}
+		return nil
+	})
+	r, err := dnsQuery(t, c2, "api.service.consul", dns.TypeA, "udp")
+	if err != nil || len(r.Answer) != 1 {
+		t.Fatalf("DNS with every server down: %v %v", r, err)
+	}
+}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // RouteMode says which server may answer a request.
@@ -77,6 +80,9 @@ func (s *Server) routedAs(mode func(*http.Request) RouteMode, h http.HandlerFunc
 		target, err := s.cfg.Router.Route(r, mode(r))
 		switch {
 		case err != nil:
+			if s.serveFromLocalView(w, r) {
+				return
+			}
 			Error(w, http.StatusInternalServerError, "%v", err)
 			return
 		case target == "":
@@ -85,6 +91,11 @@ func (s *Server) routedAs(mode func(*http.Request) RouteMode, h http.HandlerFunc
 		case hops >= maxHops:
 			Error(w, http.StatusInternalServerError, "request forwarded %d times without reaching a server that can answer it (leader changing?)", hops)
 			return
+		}
+		if lv, ok := s.cfg.Agent.(LocalViewer); ok && r.Method == http.MethodGet {
+			if name, found := strings.CutPrefix(r.URL.Path, "/v1/health/service/"); found && name != "" {
+				lv.UseService(name)
+			}
 		}
 		s.forward(w, r, target, hops+1)
 	}
@@ -136,6 +147,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 					return
 				}
 				s.log.Warn("forward failed", "target", target, "path", r.URL.Path, "err", err)
+				if errors.As(err, &op) && op.Op == "dial" && s.serveFromLocalView(w, r) {
+					return
+				}
 				Error(w, http.StatusInternalServerError, "forward to server %s: %v", target, err)
 			},
 		}
@@ -160,4 +174,45 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 		}
 		target = next
 	}
+}
+
+// LocalViewer is implemented by agents that keep a local view of the
+// services they use (catalog.View). When no server can be reached, service
+// health reads are answered from it: discovery keeps working with every
+// server down, and X-Consul-LastContact says how old the answer is.
+type LocalViewer interface {
+	// LocalServiceHealth returns the last known /v1/health/service/:name
+	// result (Consul's JSON shape), filtered by passing and tags; ok is
+	// false when the agent has never fetched that service.
+	LocalServiceHealth(ctx context.Context, name string, passing bool, tags []string) (entries any, index uint64, age time.Duration, ok bool)
+	// UseService subscribes the view to a service a client asked about,
+	// so later reads survive a loss of every server.
+	UseService(name string)
+}
+
+// serveFromLocalView answers GET /v1/health/service/:name from the
+// agent's local view, when it has one. It reports whether it answered.
+func (s *Server) serveFromLocalView(w http.ResponseWriter, r *http.Request) bool {
+	lv, ok := s.cfg.Agent.(LocalViewer)
+	if !ok || r.Method != http.MethodGet {
+		return false
+	}
+	name, found := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
+	if !found || name == "" {
+		return false
+	}
+	q := r.URL.Query()
+	_, passing := q["passing"]
+	entries, index, age, ok := lv.LocalServiceHealth(r.Context(), name, passing, q["tag"])
+	if !ok {
+		return false
+	}
+	h := w.Header()
+	h.Set("X-Consul-Index", strconv.FormatUint(max(index, 1), 10))
+	h.Set("X-Consul-KnownLeader", "false")
+	h.Set("X-Consul-LastContact", strconv.FormatInt(age.Milliseconds(), 10))
+	h.Set("X-Consul-Effective-Consistency", "stale")
+	s.localViewAnswers.Inc()
+	writeJSON(w, r, entries)
+	return true
 }

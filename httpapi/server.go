@@ -70,7 +70,10 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	// localViewAnswers counts reads answered from the local view because
+	// no server could be reached.
+	localViewAnswers prometheus.Counter
+	duration         *prometheus.HistogramVec
 }
 
 // New validates cfg, registers the API routes and listens on cfg.Addr.
@@ -101,6 +104,13 @@ func New(cfg Config) (*Server, error) {
 			Help:    "HTTP API request latency by route pattern.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5, 60, 600},
 		}, []string{"route"}),
+	}
+	s.localViewAnswers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "outrigger_http_local_view_answers_total",
+		Help: "Health reads answered from the agent's local view because no server was reachable (stale answers).",
+	})
+	if err := cfg.Registry.Register(s.localViewAnswers); err != nil {
+		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 	}
 	if err := cfg.Registry.Register(s.requests); err != nil {
 		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
