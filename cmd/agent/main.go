@@ -31,6 +31,7 @@ func init() {
 		"operator": {"Cluster-level tools for operators (raft peers)", operatorCommand},
 		"services": {"Register and deregister services with the local agent", servicesCommand},
 		"catalog":  {"List the catalog's services and nodes", catalogCommand},
+		"maint":    {"Put a node or service in or out of maintenance mode", maintCommand},
 	}
 }
 
