@@ -133,6 +133,9 @@ func TestLeftMember(t *testing.T) {
 	if err := leaver.Leave(ctx); err != nil {
 		t.Errorf("second Leave: %v", err)
 	}
+	if err := leaver.SetTags(map[string]string{"a": "b"}); !errors.Is(err, ErrLeft) {
+		t.Errorf("SetTags after Leave = %v, want ErrLeft", err)
+	}
 	// After Shutdown it still reads as left, not failed.
 	if err := leaver.Shutdown(); err != nil {
 		t.Fatal(err)
@@ -244,5 +247,26 @@ func TestShutdownClosesSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range ch { // drains, then ends because Shutdown closed it
+	}
+}
+
+func TestReapLoopForgetsFailedMembers(t *testing.T) {
+	nodes := makeCluster(t, 3, func(i int, c *Config) {
+		c.ReapFailed = 300 * time.Millisecond
+		c.ReapInterval = 50 * time.Millisecond
+	})
+	ch, cancel := nodes[0].Subscribe(8)
+	defer cancel()
+	nodes[2].Shutdown()
+	waitEvent(t, ch, EventFailed, "node2", 30*time.Second)
+	ev := waitEvent(t, ch, EventReap, "node2", 10*time.Second)
+	if ev.Member.Status != StatusFailed {
+		t.Errorf("reaped member status %s, want failed", ev.Member.Status)
+	}
+	if _, ok := nodes[0].Member("node2"); ok {
+		t.Error("node2 still listed after reaping")
+	}
+	if _, ok := nodes[0].logs.find("member reaped", "name=node2", "status=failed"); !ok {
+		t.Error("reap not logged")
 	}
 }

@@ -110,9 +110,14 @@ type Config struct {
 	// global registry by default: several agents share a process in tests.
 	Registerer prometheus.Registerer
 
-	// tune, set only by tests in this package, adjusts memberlist's config
-	// after the profile is applied (shorter probe intervals).
-	tune func(*memberlist.Config)
+	// Tune, if set, adjusts memberlist's configuration after the profile's
+	// defaults are applied: tests shorten probe intervals with it, the
+	// benchmark turns compression off. Fields this package owns are set
+	// after it and cannot be changed: Name, the bind and advertise
+	// addresses, SecretKey, the verify flags, Transport, Logger, Events,
+	// Delegate and the delegate protocol versions. If nil, the profile is
+	// used as is.
+	Tune func(*memberlist.Config)
 }
 
 // DefaultConfig returns a Config with every default filled in and
@@ -256,26 +261,25 @@ func (c *Config) memberlistConfig() *memberlist.Config {
 	default:
 		mc = memberlist.DefaultLANConfig()
 	}
+	if c.Tune != nil {
+		c.Tune(mc)
+	}
 	mc.Name = c.NodeName
 	mc.BindAddr = c.BindAddr
 	mc.BindPort = c.BindPort
 	mc.AdvertiseAddr = c.AdvertiseAddr
 	mc.AdvertisePort = c.AdvertisePort
-	if len(c.SecretKey) > 0 {
-		mc.SecretKey = c.SecretKey
-		// Both already true in every profile; set here because key
-		// mismatch detection relies on them.
-		mc.GossipVerifyIncoming = true
-		mc.GossipVerifyOutgoing = true
-	}
+	mc.SecretKey = c.SecretKey
+	mc.Keyring = nil
+	// Both are true in every profile; set here because key mismatch
+	// detection relies on them.
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
 	mc.DeadNodeReclaimTime = deadNodeReclaimTime
 	// The delegate protocol covers the metadata encoding and leave intents.
 	mc.DelegateProtocolVersion = metaVersion
 	mc.DelegateProtocolMin = metaVersion
 	mc.DelegateProtocolMax = metaVersion
-	if c.tune != nil {
-		c.tune(mc)
-	}
 	return mc
 }
 

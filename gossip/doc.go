@@ -19,6 +19,13 @@
 // leave message arrives. A failed member's name may be taken over by a new
 // address after 30s (a restarted container with a new IP).
 //
+// On the wire this is memberlist's protocol plus one message of this
+// package's: a leave intent, sent by a member about to leave so that the
+// others record StatusLeft rather than StatusFailed (memberlist knows the
+// difference but does not pass it to its event delegate). Node metadata
+// carries the tags and a random run ID, so that an intent from an earlier
+// run of an agent cannot mark its next run as leaving.
+//
 // Logs: memberlist's own lines are routed into the slog.Logger given in
 // Config, with their [DEBUG]/[INFO]/[WARN]/[ERR] prefixes mapped to slog
 // levels. Messages rejected because of an encryption key mismatch are logged

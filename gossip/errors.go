@@ -31,6 +31,9 @@ var (
 	ErrRetryJoinExhausted = errors.New("retry join gave up")
 	// ErrShutdown: the Gossip was shut down.
 	ErrShutdown = errors.New("gossip is shut down")
+	// ErrLeft: the member is leaving or has left; it gossips no more
+	// updates.
+	ErrLeft = errors.New("member has left the cluster")
 )
 
 // ConfigError is one bad Config field. Its message names the field and the

@@ -116,7 +116,7 @@ func testConfig(name string) Config {
 		Tags:             map[string]string{TagRole: "node", TagDatacenter: "dc1", TagID: "id-" + name},
 		RetryInterval:    50 * time.Millisecond,
 		RetryMaxInterval: 200 * time.Millisecond,
-		tune:             fastTimings,
+		Tune:             fastTimings,
 	}
 }
 

@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -94,7 +93,10 @@ func (g *Gossip) joinAttempt(ctx context.Context, persisted []string) (int, erro
 			errs = append(errs, fmt.Errorf("gossip: rejoin remembered peers: %w", perrs))
 		}
 	}
-	return n, errors.Join(errs...)
+	if len(errs) == 0 {
+		return n, nil
+	}
+	return n, joinErrors(errs) // one line, for the log
 }
 
 // loadPeers reads peers.json, leaving out this member's own address.
