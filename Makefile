@@ -28,7 +28,7 @@ vet:
 ## test: every test: unit, in-process clusters, processes, compose (when Docker runs)
 test: deps vet build
 	OUTRIGGER_AGENT_BIN=$(CURDIR)/$(BIN) OUTRIGGER_IMAGE=$(IMAGE) \
-		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+		bash scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-short: unit tests only
 test-short:

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs go test verbosely into a log, then prints what a reader needs:
+# every skipped test with its reason, the package summaries, and on
+# failure the whole log. Exits with go test's status.
+set -uo pipefail
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+go test -v "$@" >"$log" 2>&1
+status=$?
+if [ "$status" -ne 0 ]; then
+	cat "$log"
+	exit "$status"
+fi
+grep -E -A2 -- '^\s*--- SKIP' "$log" | grep -vE '^--$' || true
+grep -E '^(ok|FAIL|\?)\s' "$log"
+exit 0
