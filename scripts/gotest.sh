@@ -11,6 +11,6 @@ if [ "$status" -ne 0 ]; then
 	cat "$log"
 	exit "$status"
 fi
-grep -E -A2 -- '^\s*--- SKIP' "$log" | grep -vE '^--$' || true
+grep -E -B3 -- '^\s*--- SKIP' "$log" | grep -vE '^(--$|=== (RUN|PAUSE|CONT)|\s*--- PASS)' || true
 grep -E '^(ok|FAIL|\?)\s' "$log"
 exit 0
