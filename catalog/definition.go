@@ -159,8 +159,8 @@ func withIdentity(raw json.RawMessage, id, name, serviceID string) json.RawMessa
 	m["Name"] = name
 	m["ServiceID"] = serviceID
 	out, err := json.Marshal(m)
-	if err != nil { // only JSON-decoded values are in m
-		panic("catalog: re-encode check: " + err.Error())
+	if err != nil { // unreachable: only JSON-decoded values are in m
+		return raw
 	}
 	return out
 }

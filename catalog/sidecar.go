@@ -112,8 +112,8 @@ func sidecarProxy(raw json.RawMessage, parent *ServiceDefinition) json.RawMessag
 	m["LocalServiceAddress"] = addr
 	m["LocalServicePort"] = localPort
 	b, err := json.Marshal(m)
-	if err != nil {
-		panic("catalog: re-encode proxy: " + err.Error())
+	if err != nil { // unreachable: only JSON-decoded values are in m
+		return raw
 	}
 	return b
 }
