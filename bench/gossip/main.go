@@ -41,8 +41,8 @@ func main() {
 	var (
 		n        = flag.Int("n", 200, "members")
 		profile  = flag.String("profile", gossip.ProfileLAN, "gossip profile: lan, wan or local")
-		rest     = flag.Duration("rest", 20*time.Second, "bandwidth measurement window")
-		settle   = flag.Duration("settle", 10*time.Second, "least wait after convergence before measuring bandwidth; it goes on until the join broadcasts have died down (two 5s windows within 10%)")
+		rest     = flag.Duration("rest", 0, "bandwidth measurement window; 0 means one push/pull period (120s at N=200 with lan), so that every member's periodic TCP state sync is counted once")
+		settle   = flag.Duration("settle", 10*time.Second, "least wait after convergence before measuring bandwidth; it goes on until the join broadcasts have died down (two 5s windows of UDP traffic within 10%)")
 		conc     = flag.Int("join-concurrency", 16, "concurrent Join calls to the seed (memberlist refuses >128 pending push/pulls)")
 		joinRate = flag.Float64("join-rate", 0, "start at most this many Join calls per second (0: no limit); spreads the cold-join broadcast storm")
 		timeout  = flag.Duration("timeout", 5*time.Minute, "give up a phase after this long")
@@ -147,6 +147,7 @@ func run(n int, profile string, rest, settle time.Duration, conc int, joinRate f
 		}
 		members[i] = g
 	}
+	created := time.Now()
 	fmt.Printf("started %d members in %v\n", n, time.Since(t).Round(time.Millisecond))
 
 	// 1. Cold join.
@@ -237,11 +238,20 @@ func run(n int, profile string, rest, settle time.Duration, conc int, joinRate f
 	heapMB := float64(ms.HeapAlloc) / (1 << 20)
 	goroutines := runtime.NumGoroutine()
 
+	pushPullBase := map[string]time.Duration{gossip.ProfileLAN: 30 * time.Second, gossip.ProfileWAN: 60 * time.Second, gossip.ProfileLocal: 15 * time.Second}[profile]
+	if rest == 0 {
+		rest = pushPullScale(pushPullBase, n)
+	}
 	fmt.Fprintf(os.Stderr, "  converged in %v; settling, then measuring bandwidth for %v\n", round(convergence), rest)
 
 	// 2. Bandwidth at rest, once the retransmissions of the join
 	// broadcasts are over: every member that learns of a join re-gossips it
 	// RetransmitMult*log10(N+1) times, which at N=500 takes about a minute.
+	// memberlist starts each member's push/pull ticker after a random
+	// stagger of up to one base interval: start the window after that.
+	if wait := pushPullBase - time.Since(created); wait > settle {
+		settle = wait
+	}
 	settled, err := settleTraffic(members, settle, timeout)
 	if err != nil {
 		return err
@@ -316,8 +326,8 @@ func run(n int, profile string, rest, settle time.Duration, conc int, joinRate f
 	fmt.Fprintf(tw, "cold join: all Join calls returned\t%v\t%d concurrent, %s, %d retried\n", round(joinCalls), conc, limit, retries.Load())
 	fmt.Fprintf(tw, "cold join: every member sees %d alive\t%v\tfrom the first Join call (%v after the last returned)\n",
 		n, round(convergence), round(convergence-joinCalls))
-	fmt.Fprintf(tw, "bytes sent per member per second at rest\t%.0f B/s\tUDP %.0f + TCP %.0f, over %v after %v settling\n",
-		udpRate+tcpRate, udpRate, tcpRate, round(window), round(settled))
+	fmt.Fprintf(tw, "bytes sent per member per second at rest\t%.0f B/s\tUDP %.0f (probes, acks) + TCP %.0f (push/pull every %v), over %v after %v settling\n",
+		udpRate+tcpRate, udpRate, tcpRate, pushPullScale(pushPullBase, n), round(window), round(settled))
 	fmt.Fprintf(tw, "failure seen by first / median / p95 / last\t%v / %v / %v / %v\tby %d members\n",
 		round(det[0]), round(det[len(det)/2]), round(det[len(det)*95/100]), round(det[len(det)-1]), len(det))
 	fmt.Fprintf(tw, "expected failure detection\t>= %.1fs\tprobe (<= %.0fs) + suspicion %.0f*log10(%d)*%.0fs = %.1fs; at most %.0fs with no confirmations\n",
@@ -330,9 +340,19 @@ func run(n int, profile string, rest, settle time.Duration, conc int, joinRate f
 	return tw.Flush()
 }
 
+// pushPullScale is memberlist's: the push/pull interval grows with the
+// cluster beyond 32 members.
+func pushPullScale(interval time.Duration, n int) time.Duration {
+	if n <= 32 {
+		return interval
+	}
+	return time.Duration(math.Ceil(math.Log2(float64(n))-math.Log2(32))+1) * interval
+}
+
 // settleTraffic waits at least least, then until two consecutive 5s
-// windows show the cluster sending within 10% of the same rate. It returns
-// how long it waited.
+// windows show the cluster sending UDP within 10% of the same rate (TCP
+// push/pulls come in bursts and are left out). It returns how long it
+// waited.
 func settleTraffic(ms []*gossip.Gossip, least, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	time.Sleep(least)
@@ -340,12 +360,12 @@ func settleTraffic(ms []*gossip.Gossip, least, timeout time.Duration) (time.Dura
 		a := sent(ms)
 		time.Sleep(5 * time.Second)
 		b := sent(ms)
-		return float64(b.SentPacketBytes+b.SentStreamBytes-a.SentPacketBytes-a.SentStreamBytes) / 5 / float64(len(ms))
+		return float64(b.SentPacketBytes-a.SentPacketBytes) / 5 / float64(len(ms))
 	}
 	prev := rate()
 	for {
 		cur := rate()
-		fmt.Fprintf(os.Stderr, "  settling %v: %.0f B/s per member\n", round(time.Since(start)), cur)
+		fmt.Fprintf(os.Stderr, "  settling %v: %.0f B/s UDP per member\n", round(time.Since(start)), cur)
 		if math.Abs(cur-prev) <= 0.1*prev {
 			return time.Since(start), nil
 		}
