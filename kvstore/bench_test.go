@@ -20,7 +20,7 @@ import (
 //   - serial: DisableBatchApply and MaxAppendEntries 1, close to one fsync
 //     per command: what batching saves.
 //
-// go test -run XXX -bench ApplyParallel -benchtime 5s ./kvstore/
+// go test -run '^$' -bench ApplyParallel -benchtime 5s ./kvstore/
 func BenchmarkApplyParallel(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
