@@ -29,6 +29,7 @@ type Store struct {
 	raft   *raft.Raft
 	trans  raft.Transport
 	bolt   *raftboltdb.BoltStore // nil when InMemory
+	stable *closingStable        // guards bolt as raft's stable store; nil when InMemory
 	m      *storeMetrics
 
 	started  time.Time
@@ -130,7 +131,8 @@ func New(cfg Config) (*Store, error) {
 			cleanup()
 			return nil, fmt.Errorf("kvstore: open: %w", err)
 		}
-		logs, stable = cache, b
+		s.stable = &closingStable{s: b}
+		logs, stable = cache, s.stable
 		fs, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.RetainSnapshots, hlog)
 		if err != nil {
 			cleanup()
@@ -484,7 +486,7 @@ func (s *Store) Shutdown() error {
 	s.timers.stopAll()
 	s.wg.Wait()
 	if s.bolt != nil {
-		if err := s.bolt.Close(); err != nil {
+		if err := s.stable.close(s.bolt.Close); err != nil {
 			errs = append(errs, fmt.Errorf("kvstore: close log store: %w", err))
 		}
 	}
