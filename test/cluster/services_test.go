@@ -61,6 +61,11 @@ func TestServiceFromFlagsOnClient(t *testing.T) {
 		if len(entries) != 1 || entries[0].Node.Node != "c1" || strconv.Itoa(entries[0].Service.Port) != port {
 			return fmt.Errorf("entries %+v", entries)
 		}
+		// The leader adds the node's serfHealth check on its own schedule,
+		// possibly after anti-entropy registered the service.
+		if len(entries[0].Checks) != 2 {
+			return fmt.Errorf("checks %+v, want the service's and serfHealth", entries[0].Checks)
+		}
 		return nil
 	})
 	// The raw endpoint, as consul-template calls it.
