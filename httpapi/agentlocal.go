@@ -140,8 +140,9 @@ func (h *localAPI) checkJSON(c catalog.HealthCheck, node string) localCheckJSON 
 // Reads.
 
 func (h *localAPI) services(w http.ResponseWriter, r *http.Request) {
-	if _, ok := r.URL.Query()["filter"]; ok {
-		Error(w, http.StatusBadRequest, "?filter expressions are not supported")
+	filter, rerr := parseFilter(r.URL.Query())
+	if rerr != nil {
+		writeRequestError(w, rerr)
 		return
 	}
 	h.hashRead(w, r, func() (any, *requestError) {
@@ -149,7 +150,7 @@ func (h *localAPI) services(w http.ResponseWriter, r *http.Request) {
 		for _, svc := range h.a.LocalState().Services() {
 			out[svc.ID] = h.serviceJSON(svc)
 		}
-		return out, nil
+		return filter.apply(out)
 	}, nil)
 }
 
@@ -169,8 +170,9 @@ func (h *localAPI) service(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *localAPI) checks(w http.ResponseWriter, r *http.Request) {
-	if _, ok := r.URL.Query()["filter"]; ok {
-		Error(w, http.StatusBadRequest, "?filter expressions are not supported")
+	filter, rerr := parseFilter(r.URL.Query())
+	if rerr != nil {
+		writeRequestError(w, rerr)
 		return
 	}
 	node := h.s.cfg.Agent.Self().NodeName
@@ -179,7 +181,7 @@ func (h *localAPI) checks(w http.ResponseWriter, r *http.Request) {
 		for _, c := range h.a.LocalState().Checks() {
 			out[c.CheckID] = h.checkJSON(c, node)
 		}
-		return out, nil
+		return filter.apply(out)
 	}, nil)
 }
 

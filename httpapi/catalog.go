@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -89,8 +90,9 @@ func (a *catalogAPI) read(w http.ResponseWriter, r *http.Request, watch func(*kv
 		return
 	}
 	q := r.URL.Query()
-	if _, ok := q["filter"]; ok {
-		Error(w, http.StatusBadRequest, "?filter expressions are not supported; use ?tag and ?node-meta")
+	filter, rerr := parseFilter(q)
+	if rerr != nil {
+		writeRequestError(w, rerr)
 		return
 	}
 	o, rerr := parseReadOptions(q)
@@ -103,6 +105,14 @@ func (a *catalogAPI) read(w http.ResponseWriter, r *http.Request, watch func(*kv
 		return
 	}
 	v, idx := get(state)
+	// /v1/catalog/services filters its instances itself (its result, tags
+	// per name, has nothing to select on).
+	if _, perName := v.(map[string][]string); !perName {
+		if v, rerr = filter.apply(v); rerr != nil {
+			writeRequestError(w, rerr)
+			return
+		}
+	}
 	setReadMeta(w, st, o.mode, idx)
 	writeJSON(w, r, v)
 }
@@ -283,12 +293,51 @@ func toHealthChecksJSON(in []*kvstore.HealthCheck) []healthCheckJSON {
 
 func (a *catalogAPI) catalogServices(w http.ResponseWriter, r *http.Request) {
 	meta := parseNodeMeta(r.URL.Query())
+	filter, _ := parseFilter(r.URL.Query()) // read reports a bad one
 	a.read(w, r, servicesWatch, func(st *kvstore.StateStore) (any, uint64) {
+		if filter != nil {
+			return servicesMatching(st, meta, filter)
+		}
 		if meta != nil {
 			return st.ServicesByNodeMeta(meta)
 		}
 		return st.Services()
 	})
+}
+
+// servicesMatching is /v1/catalog/services with ?filter: the names and
+// tags of the instances (in /v1/catalog/service's shape, as Consul filters
+// them) that match, and ?node-meta. An expression that does not fit the
+// instances matches none.
+func servicesMatching(st *kvstore.StateStore, meta map[string]string, filter *readFilter) (map[string][]string, uint64) {
+	names, idx := st.Services()
+	out := map[string][]string{}
+	for name := range names {
+		sns, _ := st.ServiceNodes(name, nil)
+		items := make([]catalogServiceJSON, 0, len(sns))
+		for _, sn := range sns {
+			if meta == nil || metaMatches(sn.Node.Meta, meta) {
+				items = append(items, toCatalogServiceJSON(sn))
+			}
+		}
+		kept, rerr := filter.apply(items)
+		if rerr != nil {
+			continue
+		}
+		for _, it := range kept.([]catalogServiceJSON) {
+			tags := out[it.ServiceName]
+			if tags == nil {
+				tags = []string{}
+			}
+			for _, t := range it.ServiceTags {
+				if !slices.Contains(tags, t) {
+					tags = append(tags, t)
+				}
+			}
+			out[it.ServiceName] = tags
+		}
+	}
+	return out, idx
 }
 
 func (a *catalogAPI) catalogService(w http.ResponseWriter, r *http.Request) {

@@ -538,7 +538,9 @@ func TestCatalogBadInput(t *testing.T) {
 		{"missing catalog service", "GET", "/v1/catalog/service/", "", 400, "Missing service name"},
 		{"missing node", "GET", "/v1/catalog/node/", "", 400, "Missing node name"},
 		{"bad passing", "GET", "/v1/health/service/web?passing=maybe", "", 400, "?passing"},
-		{"filter", "GET", "/v1/catalog/services?filter=" + url.QueryEscape(`ServiceName == "web"`), "", 400, "?filter"},
+		{"filter syntax", "GET", "/v1/catalog/services?filter=" + url.QueryEscape(`ServiceName ==`), "", 400, "?filter"},
+		{"filter unknown selector", "GET", "/v1/catalog/service/web?filter=" + url.QueryEscape(`Nope == "x"`), "", 400, "?filter"},
+		{"filter twice", "GET", "/v1/health/service/web?filter=a&filter=b", "", 400, "more than once"},
 		{"bad index", "GET", "/v1/health/service/web?index=x", "", 400, `Invalid index "x"`},
 		{"stale and consistent", "GET", "/v1/catalog/nodes?stale&consistent", "", 400, "?stale with ?consistent"},
 		{"other dc read", "GET", "/v1/catalog/services?dc=dc9", "", 500, "No path to datacenter"},
@@ -599,4 +601,74 @@ func TestCompactDefinition(t *testing.T) {
 			t.Errorf("compactDefinition(%s) = %s, want %s", in, got, want)
 		}
 	}
+}
+
+// ?filter is Consul's filtering language (go-bexpr) over each endpoint's
+// result elements, as the Consul client and Prometheus send it.
+func TestCatalogFilter(t *testing.T) {
+	t.Parallel()
+	e := startKV(t, newTestStore(t, true), nil)
+	e.seedCatalog(t)
+	cat, hl := e.client.Catalog(), e.client.Health()
+
+	cases := []struct {
+		expr string
+		want []string // service IDs, in order
+	}{
+		{`ServiceMeta.version == "1.0"`, []string{"web-1"}},
+		{`"canary" in ServiceTags`, []string{"web-2"}},
+		{`NodeMeta.rack == "r1" or ServicePort == 8080`, []string{"web-1", "web-2"}},
+		{`not ("v1" in ServiceTags) and Node == "n2"`, []string{"web-2"}},
+		{`ServiceAddress is empty`, []string{"web-2"}},
+		{`Node matches "^n[0-9]$" and ServiceName != "web"`, []string{}},
+	}
+	for _, tc := range cases {
+		got, _, err := cat.Service("web", "", &consul.QueryOptions{Filter: tc.expr})
+		if err != nil {
+			t.Fatalf("catalog filter %q: %v", tc.expr, err)
+		}
+		ids := []string{}
+		for _, s := range got {
+			ids = append(ids, s.ServiceID)
+		}
+		if !reflect.DeepEqual(ids, tc.want) {
+			t.Errorf("catalog filter %q = %v, want %v", tc.expr, ids, tc.want)
+		}
+	}
+
+	entries, _, err := hl.Service("web", "", false, &consul.QueryOptions{Filter: `"canary" in Service.Tags and Node.Meta.rack == "r2"`})
+	if err != nil || len(entries) != 1 || entries[0].Service.ID != "web-2" {
+		t.Errorf("health filter on Service.Tags = %v, %v; want web-2 only", entries, err)
+	}
+	entries, _, err = hl.Service("web", "", false, &consul.QueryOptions{Filter: `Service.Weights.Passing == 5`})
+	if err != nil || len(entries) != 1 || entries[0].Service.ID != "web-2" {
+		t.Errorf("health filter on Service.Weights = %v, %v; want web-2 only", entries, err)
+	}
+
+	services, _, err := cat.Services(&consul.QueryOptions{Filter: `NodeMeta.rack == "r2"`})
+	want := map[string][]string{"web": {"canary", "v2"}, "api": {}}
+	if err != nil || !reflect.DeepEqual(services, want) {
+		t.Errorf("Services(filter rack r2) = %v, %v; want %v", services, err, want)
+	}
+	nodes, _, err := cat.Nodes(&consul.QueryOptions{Filter: `Meta.rack == "r1"`})
+	if err != nil || len(nodes) != 1 || nodes[0].Node != "n1" {
+		t.Errorf("Nodes(filter) = %v, %v; want n1", nodes, err)
+	}
+}
+
+func FuzzParseFilter(f *testing.F) {
+	for _, s := range []string{`ServiceName == "web"`, `"v1" in ServiceTags and not (Node matches "x")`, `a ==`, `((((`, `Meta.x is not empty`, ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		rf, rerr := parseFilter(url.Values{"filter": {expr}})
+		if rerr != nil {
+			if rerr.code != 400 || rerr.msg == "" {
+				t.Fatalf("parseFilter(%q): %d %q", expr, rerr.code, rerr.msg)
+			}
+			return
+		}
+		// Whatever parses may be applied without a panic.
+		_, _ = rf.apply([]catalogServiceJSON{{ServiceName: "web", ServiceTags: []string{"v1"}, ServiceMeta: map[string]string{"a": "b"}}})
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/outrigger/outrigger/catalog"
+	"github.com/outrigger/outrigger/kvstore"
 	"io"
 	"net"
 	"net/http"
@@ -93,7 +95,11 @@ func (s *Server) routedAs(mode func(*http.Request) RouteMode, h http.HandlerFunc
 			return
 		}
 		if lv, ok := s.cfg.Agent.(LocalViewer); ok && r.Method == http.MethodGet {
-			if name, found := strings.CutPrefix(r.URL.Path, "/v1/health/service/"); found && name != "" {
+			name, found := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
+			if !found {
+				name, found = strings.CutPrefix(r.URL.Path, "/v1/catalog/service/")
+			}
+			if found && name != "" {
 				lv.UseService(name)
 			}
 		}
@@ -190,22 +196,43 @@ type LocalViewer interface {
 	UseService(name string)
 }
 
-// serveFromLocalView answers GET /v1/health/service/:name from the
-// agent's local view, when it has one. It reports whether it answered.
+// serveFromLocalView answers GET /v1/health/service/:name and
+// /v1/catalog/service/:name from the agent's local view, when it has one,
+// with ?passing, ?tag and ?filter applied. It reports whether it answered.
 func (s *Server) serveFromLocalView(w http.ResponseWriter, r *http.Request) bool {
 	lv, ok := s.cfg.Agent.(LocalViewer)
 	if !ok || r.Method != http.MethodGet {
 		return false
 	}
-	name, found := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
-	if !found || name == "" {
+	name, health := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
+	if !health {
+		var found bool
+		if name, found = strings.CutPrefix(r.URL.Path, "/v1/catalog/service/"); !found {
+			return false
+		}
+	}
+	if name == "" {
 		return false
 	}
 	q := r.URL.Query()
+	filter, rerr := parseFilter(q)
+	if rerr != nil {
+		writeRequestError(w, rerr)
+		return true
+	}
 	_, passing := q["passing"]
-	entries, index, age, ok := lv.LocalServiceHealth(r.Context(), name, passing, q["tag"])
+	entries, index, age, ok := lv.LocalServiceHealth(r.Context(), name, passing && health, q["tag"])
 	if !ok {
 		return false
+	}
+	if !health {
+		if es, isEntries := entries.([]catalog.ServiceEntry); isEntries {
+			entries = catalogServicesFromEntries(es)
+		}
+	}
+	if entries, rerr = filter.apply(entries); rerr != nil {
+		writeRequestError(w, rerr)
+		return true
 	}
 	h := w.Header()
 	h.Set("X-Consul-Index", strconv.FormatUint(max(index, 1), 10))
@@ -215,4 +242,27 @@ func (s *Server) serveFromLocalView(w http.ResponseWriter, r *http.Request) bool
 	s.localViewAnswers.Inc()
 	writeJSON(w, r, entries)
 	return true
+}
+
+// catalogServicesFromEntries turns the view's health entries into
+// /v1/catalog/service's flat shape.
+func catalogServicesFromEntries(es []catalog.ServiceEntry) []catalogServiceJSON {
+	out := make([]catalogServiceJSON, 0, len(es))
+	for _, e := range es {
+		sw := weightsJSON{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning}
+		tagged := make(map[string]kvstore.ServiceAddress, len(e.Service.TaggedAddresses))
+		for k, a := range e.Service.TaggedAddresses {
+			tagged[k] = kvstore.ServiceAddress{Address: a.Address, Port: a.Port}
+		}
+		out = append(out, catalogServiceJSON{
+			ID: e.Node.ID, Node: e.Node.Node, Address: e.Node.Address, Datacenter: e.Node.Datacenter,
+			TaggedAddresses: strMap(e.Node.TaggedAddresses), NodeMeta: strMap(e.Node.Meta),
+			ServiceKind: e.Service.Kind, ServiceID: e.Service.ID, ServiceName: e.Service.Service,
+			ServiceTags: strList(e.Service.Tags), ServiceAddress: e.Service.Address,
+			ServiceTaggedAddresses: tagged, ServiceWeights: sw, ServiceMeta: strMap(e.Service.Meta),
+			ServicePort: e.Service.Port, ServiceEnableTagOverride: e.Service.EnableTagOverride,
+			ServiceProxy: e.Service.Proxy, CreateIndex: e.Service.CreateIndex, ModifyIndex: e.Service.ModifyIndex,
+		})
+	}
+	return out
 }

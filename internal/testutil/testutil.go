@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -51,26 +52,40 @@ func AgentBinary(t testing.TB) string {
 }
 
 // FreePort returns a port free for both TCP and UDP on 127.0.0.1 at the
-// time of the call.
+// time of the call, never the same one twice in a test binary. Ports come
+// from 20000-32767, below Linux's ephemeral range, so that neither the
+// kernel (for outgoing connections and :0 listeners) nor another test
+// binary asking it for a free port hands the same one out meanwhile.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 500 {
+		port := 20000 + mrand.IntN(12768)
+		if portsGiven[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
+		portsGiven[port] = true
 		return port
 	}
 	t.Fatal("no free port found")
 	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // WaitFor polls cond until it returns nil or the deadline passes, then
 // fails the test with cond's last error.
