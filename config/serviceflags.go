@@ -2,8 +2,12 @@ package config
 
 import (
 	"flag"
+	"fmt"
 	"maps"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,6 +33,9 @@ type serviceFlags struct {
 	ttl      time.Duration
 	interval time.Duration
 	timeout  time.Duration
+	// The sidecar proxy: -upstream (repeatable) and -sidecar-port.
+	upstreams   listValue
+	sidecarPort int
 }
 
 func (s *serviceFlags) register(fs *flag.FlagSet) {
@@ -42,6 +49,8 @@ func (s *serviceFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.ttl, "check-ttl", 0, "check the -service with a TTL check the application updates at least this often (PUT /v1/agent/check/pass/service:NAME)")
 	fs.DurationVar(&s.interval, "check-interval", 0, "how often -check-http or -check-tcp runs (default 10s)")
 	fs.DurationVar(&s.timeout, "check-timeout", 0, "how long one -check-http or -check-tcp run may take (default 10s)")
+	fs.Var(&s.upstreams, "upstream", "give the -service a sidecar proxy with this upstream: `NAME:PORT` (also NAME:ADDR:PORT, and :tcp or :http at the end) listens on 127.0.0.1:PORT and sends each connection to a healthy instance of NAME; repeatable")
+	fs.IntVar(&s.sidecarPort, "sidecar-port", 0, "give the -service a sidecar proxy listening on this `port` for the mesh (default: the first free of 21000-21255)")
 }
 
 // set reports which of the service flags the command line gave, in the
@@ -51,7 +60,7 @@ func (s *serviceFlags) set() []string {
 	s.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var out []string
 	for _, name := range []string{"service", "service-port", "service-tag", "service-address",
-		"check-http", "check-tcp", "check-ttl", "check-interval", "check-timeout"} {
+		"check-http", "check-tcp", "check-ttl", "check-interval", "check-timeout", "upstream", "sidecar-port"} {
 		if given[name] {
 			out = append(out, name)
 		}
@@ -115,11 +124,30 @@ func (s *serviceFlags) definition() (map[string]any, []error) {
 			bad(d.name, "needs -check-http or -check-tcp (a TTL check has no interval)")
 		}
 	}
+	var upstreams []any
+	for _, u := range s.upstreams {
+		up, err := ParseUpstream(u)
+		if err != nil {
+			bad("upstream", "%v", err)
+			continue
+		}
+		upstreams = append(upstreams, up)
+	}
+	if slices.Contains(given, "sidecar-port") && (s.sidecarPort < 1 || s.sidecarPort > 65535) {
+		bad("sidecar-port", "%d is out of range 1-65535", s.sidecarPort)
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 
 	m := map[string]any{"name": s.name}
+	if len(upstreams) > 0 || s.sidecarPort != 0 {
+		sc := map[string]any{"proxy": map[string]any{"upstreams": append([]any{}, upstreams...)}}
+		if s.sidecarPort != 0 {
+			sc["port"] = s.sidecarPort
+		}
+		m["connect"] = map[string]any{"sidecar_service": sc}
+	}
 	if s.port != 0 {
 		m["port"] = s.port
 	}
@@ -168,4 +196,49 @@ func addFlagService(c *Config, svc map[string]any) {
 	list, _ := extra["service"].([]any)
 	extra["service"] = append(slices.Clip(list), svc)
 	c.Extra = extra
+}
+
+// ParseUpstream reads an -upstream value, NAME:PORT, NAME:ADDR:PORT, either
+// followed by :tcp or :http, into a Consul upstream object
+// (destination_name, local_bind_address, local_bind_port, config.protocol).
+// An IPv6 ADDR goes in brackets: api:[::1]:9191.
+func ParseUpstream(v string) (map[string]any, error) {
+	name, rest, ok := strings.Cut(v, ":")
+	if !ok || name == "" || rest == "" {
+		return nil, fmt.Errorf("%q: want NAME:PORT or NAME:ADDR:PORT", v)
+	}
+	if strings.ContainsAny(name, " /\t") {
+		return nil, fmt.Errorf("%q: service name %q has a space or slash", v, name)
+	}
+	proto := ""
+	for _, p := range []string{"tcp", "http"} {
+		if r, found := strings.CutSuffix(rest, ":"+p); found {
+			rest, proto = r, p
+			break
+		}
+	}
+	addr, portStr := "", rest
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		addr, portStr = rest[:i], rest[i+1:]
+		if h, found := strings.CutPrefix(addr, "["); found {
+			if addr, found = strings.CutSuffix(h, "]"); !found {
+				return nil, fmt.Errorf("%q: address %q has an unclosed bracket", v, rest[:i])
+			}
+		}
+		if net.ParseIP(addr) == nil {
+			return nil, fmt.Errorf("%q: %q is not an IP address", v, addr)
+		}
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return nil, fmt.Errorf("%q: port %q is not a number in 1-65535", v, portStr)
+	}
+	up := map[string]any{"destination_name": name, "local_bind_port": port}
+	if addr != "" {
+		up["local_bind_address"] = addr
+	}
+	if proto != "" {
+		up["config"] = map[string]any{"protocol": proto}
+	}
+	return up, nil
 }

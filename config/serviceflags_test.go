@@ -26,6 +26,17 @@ func TestServiceFlags(t *testing.T) {
 		{"ttl check",
 			[]string{"-service", "worker", "-check-ttl", "30s"},
 			[]any{map[string]any{"name": "worker", "check": map[string]any{"ttl": "30s"}}}},
+		{"upstreams",
+			[]string{"-service", "web", "-service-port", "8080", "-upstream", "api:9191", "-upstream", "db:127.0.0.2:5432:tcp",
+				"-upstream", "auth:[::1]:9000:http", "-sidecar-port", "21500"},
+			[]any{map[string]any{"name": "web", "port": 8080, "connect": map[string]any{"sidecar_service": map[string]any{
+				"port": 21500, "proxy": map[string]any{"upstreams": []any{
+					map[string]any{"destination_name": "api", "local_bind_port": 9191},
+					map[string]any{"destination_name": "db", "local_bind_address": "127.0.0.2", "local_bind_port": 5432,
+						"config": map[string]any{"protocol": "tcp"}},
+					map[string]any{"destination_name": "auth", "local_bind_address": "::1", "local_bind_port": 9000,
+						"config": map[string]any{"protocol": "http"}},
+				}}}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := load(t, sources{args: tc.args})
@@ -75,6 +86,12 @@ func TestServiceFlagErrors(t *testing.T) {
 			"config: flags: -check-interval: needs -check-http or -check-tcp (a TTL check has no interval)"},
 		{[]string{"-service", "web", "-check-tcp", "x:1", "-check-timeout", "0s"},
 			"config: flags: -check-timeout: 0s must be positive"},
+		{[]string{"-service", "web", "-upstream", "api", "-upstream", "api:0", "-upstream", "api:host:80", "-sidecar-port", "0"},
+			"config: flags: -upstream: \"api\": want NAME:PORT or NAME:ADDR:PORT\n" +
+				"config: flags: -upstream: \"api:0\": port \"0\" is not a number in 1-65535\n" +
+				"config: flags: -upstream: \"api:host:80\": \"host\" is not an IP address\n" +
+				"config: flags: -sidecar-port: 0 is out of range 1-65535"},
+		{[]string{"-upstream", "api:9191"}, "config: flags: -upstream: needs -service NAME"},
 		{[]string{"-service", "", "-check-http", ""},
 			"config: flags: -service: empty name\nconfig: flags: -check-http: empty URL"},
 	} {
@@ -86,4 +103,22 @@ func TestServiceFlagErrors(t *testing.T) {
 			t.Errorf("%q: errors.Is(err, ErrInvalid) = false", tc.args)
 		}
 	}
+}
+
+func FuzzParseUpstream(f *testing.F) {
+	for _, s := range []string{"api:9191", "api:127.0.0.1:9191", "api:[::1]:1:http", "api:9191:tcp", ":", "a:[::1:2", "a:b:c:d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		up, err := ParseUpstream(v)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		if p, _ := up["local_bind_port"].(int); p < 1 || p > 65535 || up["destination_name"] == "" {
+			t.Fatalf("ParseUpstream(%q) = %v", v, up)
+		}
+	})
 }
