@@ -6,7 +6,7 @@ set -u
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 # command:package pairs the tests use.
-for pair in dig:bind9-dnsutils curl:curl haproxy:haproxy; do
+for pair in dig:bind9-dnsutils curl:curl haproxy:haproxy nginx:nginx-light; do
 	cmd=${pair%%:*}; pkg=${pair#*:}
 	have "$cmd" || need+=("$pkg")
 done
