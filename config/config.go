@@ -76,13 +76,20 @@ type Config struct {
 	// reach the HTTP API can run commands as the agent's user.
 	EnableScriptChecks bool
 
+	// IngressName makes this agent an ingress (ingress_name, -ingress): it
+	// serves the ingress configuration stored under that name in K/V
+	// (outrigger/ingress/NAME), following changes live. An `ingress`
+	// section of a file (in Extra) seeds that key when it is absent.
+	IngressName string
+
 	// Extra keeps, undecoded, the sections that later work will give a
 	// meaning to, keyed by their Consul key: service, services, check,
-	// checks, watches, recursors, dns_config, domain, alt_domain. Values
+	// checks, watches, templates, recursors, dns_config, domain, alt_domain,
+	// and ingress (Outrigger's). Values
 	// have the shapes encoding/json gives, except that numbers are int when
 	// integral (float64 otherwise): map[string]any, []any, string, int,
 	// float64, bool, nil. The list keys (service, services, check, checks,
-	// watches, recursors) always hold a []any, so a lone JSON object or HCL
+	// watches, templates, recursors) always hold a []any, so a lone JSON object or HCL
 	// block becomes a one-element list; dns_config is one object even if
 	// HCL repeats the block. Objects nested inside these sections that came
 	// from HCL blocks appear as one-element lists of objects (HCL1 cannot

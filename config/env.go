@@ -25,6 +25,7 @@ var envVars = []EnvVar{
 	{"OUTRIGGER_ENCRYPT", "encrypt"},
 	{"OUTRIGGER_LOG_LEVEL", "log_level"},
 	{"OUTRIGGER_LOG_JSON", "log_json"},
+	{"OUTRIGGER_INGRESS", "ingress_name"},
 }
 
 // EnvVars returns the environment variables Load reads, in this order:

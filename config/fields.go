@@ -41,6 +41,7 @@ var fields = []field{
 	{"log_json", func(c *Config) any { return &c.LogJSON }},
 	{"node_meta", func(c *Config) any { return &c.NodeMeta }},
 	{"enable_script_checks", func(c *Config) any { return &c.EnableScriptChecks }},
+	{"ingress_name", func(c *Config) any { return &c.IngressName }},
 	{"autopilot.cleanup_dead_servers", func(c *Config) any { return &c.Autopilot.CleanupDeadServers }},
 	{"autopilot.dead_server_last_contact_threshold", func(c *Config) any { return &c.Autopilot.DeadServerLastContactThreshold }},
 }
@@ -56,6 +57,8 @@ var extraKeys = map[string]bool{
 	"check":      true,
 	"checks":     true,
 	"watches":    true,
+	"templates":  true,
+	"ingress":    false,
 	"recursors":  true,
 	"dns_config": false,
 	"domain":     false,
@@ -123,7 +126,7 @@ func (l *layer) setExtra(key string, v any) {
 		if _, ok := v.([]any); !ok {
 			v = []any{v}
 		}
-	case key == "dns_config":
+	case key == "dns_config" || key == "ingress":
 		if o, ok := asObject(v); ok {
 			v = o
 		}

@@ -59,6 +59,7 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 	fs.BoolVar(&v.LogJSON, "log-json", false, "log JSON lines instead of text")
 	fs.Var((*metaValue)(&v.NodeMeta), "node-meta", "`key:value` node metadata; repeatable")
 	fs.BoolVar(&v.EnableScriptChecks, "enable-script-checks", false, "allow script checks (Args) in service and check definitions; anyone who can reach the HTTP API can then run commands as this agent's user")
+	fs.StringVar(&v.IngressName, "ingress", "", "serve the ingress configuration stored under this `name` (K/V outrigger/ingress/NAME; PUT /v1/outrigger/ingress/NAME sets it)")
 	f.svc.register(fs)
 	return f
 }

@@ -98,6 +98,9 @@ func TestPrecedence(t *testing.T) {
 		{"enable_script_checks", `enable_script_checks = true`, `{"enable_script_checks": false}`,
 			nil, []string{"-enable-script-checks"},
 			func(c Config) any { return c.EnableScriptChecks }, [5]any{false, true, false, false, true}},
+		{"ingress_name", `ingress_name = "f1"`, `{"ingress_name": "f2"}`,
+			map[string]string{"OUTRIGGER_INGRESS": "e"}, []string{"-ingress", "fl"},
+			func(c Config) any { return c.IngressName }, [5]any{"", "f1", "f2", "e", "fl"}},
 	}
 	if len(rows) != len(fields) {
 		t.Errorf("%d rows for %d fields: a field is untested", len(rows), len(fields))
@@ -176,8 +179,8 @@ func TestEnvVarsCoverTheirKeys(t *testing.T) {
 		}
 		seen[ev.Name] = true
 	}
-	if len(seen) != 16 {
-		t.Errorf("%d variables, want 16", len(seen))
+	if len(seen) != 17 {
+		t.Errorf("%d variables, want 17", len(seen))
 	}
 }
 
@@ -248,7 +251,10 @@ func TestFullFile(t *testing.T) {
 		Autopilot:            Autopilot{CleanupDeadServers: false, DeadServerLastContactThreshold: 36 * time.Hour},
 		NodeMeta:             map[string]string{"rack": "r1", "version": "2"},
 		EnableScriptChecks:   true,
+		IngressName:          "edge",
 		Extra: map[string]any{
+			"templates":  []any{map[string]any{"source": "in.ctmpl", "destination": "out.conf"}},
+			"ingress":    map[string]any{"listeners": []any{map[string]any{"port": 8080, "protocol": "tcp", "service": "db"}}},
 			"service":    []any{map[string]any{"name": "web", "port": 8080, "tags": []any{"a", "b"}}},
 			"services":   []any{map[string]any{"name": "db", "port": 5432, "checks": []any{map[string]any{"tcp": "localhost:5432", "interval": "10s"}}}},
 			"check":      []any{map[string]any{"id": "mem", "ttl": "30s"}},

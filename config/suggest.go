@@ -6,6 +6,7 @@ import "strings"
 // which keys the flags set, it lets a file that uses a flag's name
 // (`bind = ...`) get the right key suggested.
 var flagKeys = map[string]string{
+	"ingress":          "ingress_name",
 	"node":             "node_name",
 	"datacenter":       "datacenter",
 	"data-dir":         "data_dir",

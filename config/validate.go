@@ -40,6 +40,9 @@ func (c *Config) Validate() error {
 	case strings.TrimFunc(c.Datacenter, isDatacenterRune) != "":
 		bad("datacenter", "%s must be lowercase letters, digits, '-' and '_'", quote(c.Datacenter))
 	}
+	if c.IngressName != "" && (strings.TrimFunc(c.IngressName, isIngressNameRune) != "" || len(c.IngressName) > 128) {
+		bad("ingress_name", "%s must be at most 128 letters, digits, '-', '_' and '.' (it names a K/V key)", quote(c.IngressName))
+	}
 	if c.DataDir == "" && !c.Dev {
 		bad("data_dir", "required (or run with -dev)")
 	}
@@ -223,4 +226,8 @@ func checkNodeMeta(meta map[string]string) []error {
 
 func isMetaKeyRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+}
+
+func isIngressNameRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
 }

@@ -54,6 +54,14 @@ checks = [{ id = "disk", ttl = "1m" }]
 
 watches = [{ type = "key", key = "foo" }]
 
+templates = [{ source = "in.ctmpl", destination = "out.conf" }]
+
+ingress_name = "edge"
+
+ingress {
+  listeners = [{ port = 8080, protocol = "tcp", service = "db" }]
+}
+
 recursors  = ["1.1.1.1", "8.8.8.8"]
 domain     = "consul."
 alt_domain = "outrigger."
