@@ -37,7 +37,7 @@ func TestValidate(t *testing.T) {
 		{"node name length", func(c *Config) { c.NodeName = strings.Repeat("a", 64) }, `node_name: "` + strings.Repeat("a", 64) + `" is longer than 63 characters (it is a DNS label)`},
 		{"empty datacenter", func(c *Config) { c.Datacenter = "" }, "datacenter: empty"},
 		{"datacenter case", func(c *Config) { c.Datacenter = "DC1" }, `datacenter: "DC1" must be lowercase letters, digits, '-' and '_'`},
-		{"ingress name", func(c *Config) { c.IngressName = "edge/1" }, `ingress_name: "edge/1" must be at most 128 letters`},
+		{"ingress name", func(c *Config) { c.IngressName = "edge/1" }, `ingress_name: "edge/1" must be at most 128 letters, digits, '-', '_' and '.' (it names a K/V key)`},
 		{"bind addr", func(c *Config) { c.BindAddr = "{{ GetPrivateIP }}" }, `bind_addr: "{{ GetPrivateIP }}" is not an IP address`},
 		{"client addr", func(c *Config) { c.ClientAddr = "localhost" }, `client_addr: "localhost" is not an IP address`},
 		{"client addr list", func(c *Config) { c.ClientAddr = "127.0.0.1 10.0.0.1" }, `client_addr: "127.0.0.1 10.0.0.1" is not an IP address`},
