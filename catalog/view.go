@@ -33,7 +33,11 @@ const (
 
 // ViewConfig configures a View. Zero values mean the documented default.
 type ViewConfig struct {
-	// Client reads the servers' /v1/health/service. Required.
+	// Client reads the servers' /v1/health/service. Required. If it is a
+	// MultiHealthClient (HTTPClient is), the View follows all its
+	// services with one blocking request to the health-watch endpoint,
+	// and falls back to one blocking read per service if the servers
+	// lack it.
 	Client HealthClient
 	// IdleTimeout is how long a subscription lives after its last use
 	// (Service call or end of its last Watch); a subscription being
@@ -125,8 +129,9 @@ type Snapshot struct {
 	Entries []ServiceEntry
 	// Index is the result's X-Consul-Index.
 	Index uint64
-	// Fetched is when the servers last answered (with or without a
-	// change).
+	// Fetched is when the servers last answered with a change, or
+	// without one after the result had been stale (or, following one
+	// service per request, after any answer).
 	Fetched time.Time
 	// LastContact and KnownLeader are what the answering server said: how
 	// long since it heard from the leader, and whether it knew one.
@@ -158,7 +163,8 @@ func (s Snapshot) WithTags(tags ...string) []ServiceEntry { return WithTags(s.En
 
 // View is the agent's local, read-only view of the services it uses: a
 // subscription per service, started by the first Service or Watch call,
-// kept fresh by blocking queries to the servers, kept when the servers
+// kept fresh by blocking queries to the servers (one for every service
+// with a MultiHealthClient, one per service otherwise), kept when the servers
 // are unreachable, and dropped after IdleTimeout without use. Reads of a
 // subscribed service make no network request. Safe for concurrent use.
 type View struct {
@@ -169,9 +175,15 @@ type View struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	mu     sync.RWMutex
-	subs   map[string]*subscription // by fold(name)
-	closed bool
+	// mux, when the Client is a MultiHealthClient, follows every
+	// subscription with one blocking request; perService (under mu) is
+	// set once the servers turned out not to support it.
+	mux *viewMux
+
+	mu         sync.RWMutex
+	subs       map[string]*subscription // by fold(name)
+	closed     bool
+	perService bool
 }
 
 type subscription struct {
@@ -179,14 +191,18 @@ type subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	ready  chan struct{} // closed at the first outcome, result or error
-	done   chan struct{} // closed when the loop has ended
+	done   chan struct{} // closed when the subscription has ended (end)
 
 	state    atomic.Pointer[subState]
 	lastUsed atomic.Int64 // clock UnixNano
 	// watchers is guarded by View.mu.
 	watchers  map[chan struct{}]struct{}
 	readyOnce sync.Once
+	endOnce   sync.Once
 }
+
+// end closes done: the subscription expired or the View closed.
+func (s *subscription) end() { s.endOnce.Do(func() { close(s.done) }) }
 
 type subState struct {
 	snap Snapshot
@@ -206,6 +222,11 @@ func NewView(cfg ViewConfig) (*View, error) {
 		cancel()
 		return nil, err
 	}
+	if mc, ok := cfg.Client.(MultiHealthClient); ok {
+		v.mux = newViewMux(v, mc)
+		v.wg.Add(1)
+		go v.mux.run()
+	}
 	v.wg.Add(1)
 	go v.expireLoop()
 	return v, nil
@@ -222,6 +243,11 @@ func (v *View) Close() error {
 	v.mu.Unlock()
 	v.cancel()
 	v.wg.Wait()
+	v.mu.Lock()
+	for _, s := range v.subs {
+		s.end()
+	}
+	v.mu.Unlock()
 	unregisterAll(v.cfg.Registerer, v.metrics.collectors())
 	return nil
 }
@@ -356,6 +382,10 @@ func (v *View) startLocked(name string) *subscription {
 	v.subs[fold(name)] = s
 	v.metrics.subscribed.Inc()
 	v.log.Debug("view: subscribed", "service", name)
+	if v.mux != nil && !v.perService {
+		v.mux.add(s)
+		return s
+	}
 	v.wg.Add(1)
 	go v.follow(s)
 	return s
@@ -364,7 +394,7 @@ func (v *View) startLocked(name string) *subscription {
 // follow keeps s fresh with blocking queries until s is cancelled.
 func (v *View) follow(s *subscription) {
 	defer v.wg.Done()
-	defer close(s.done)
+	defer s.end()
 	var index uint64
 	failures := 0
 	for {
@@ -510,6 +540,9 @@ func (v *View) expire() {
 	for key, s := range v.subs {
 		if len(s.watchers) == 0 && s.lastUsed.Load() <= cutoff {
 			s.cancel()
+			if v.mux != nil && !v.perService {
+				s.end() // no follow loop of its own to do it
+			}
 			delete(v.subs, key)
 			v.metrics.expired.Inc()
 			v.log.Debug("view: subscription expired", "service", s.name)
