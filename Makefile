@@ -2,6 +2,7 @@
 GO        ?= go
 BIN       := bin/agent
 IMAGE     ?= outrigger/agent:dev
+ECHO_IMAGE ?= outrigger/echo:dev
 VERSION   ?= 0.1.0
 REVISION  := $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X github.com/outrigger/outrigger/internal/version.Version=$(VERSION) -X github.com/outrigger/outrigger/internal/version.Revision=$(REVISION)
@@ -34,13 +35,17 @@ test: deps vet build
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## image: the agent image, FROM scratch with the static binary
+## image: the agent and demo app (examples/echo) images, FROM scratch with static binaries
 image: build
 	docker build -q -t $(IMAGE) -f Dockerfile .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/echo ./examples/echo
+	docker build -q -t $(ECHO_IMAGE) -f examples/echo/Dockerfile bin
 
+## compose-up: build the images, start docker-compose.yml's cluster (3 servers, web and api with sidecars)
 compose-up: image
-	$(COMPOSE) up -d
+	OUTRIGGER_IMAGE=$(IMAGE) OUTRIGGER_ECHO_IMAGE=$(ECHO_IMAGE) $(COMPOSE) up -d
 
+## compose-down: stop it and remove its containers, network and volumes
 compose-down:
 	$(COMPOSE) down -v --remove-orphans
 
