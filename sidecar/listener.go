@@ -1,0 +1,300 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// listener is one bound port: it accepts connections and hands each to the
+// current handler (swapped in place when its spec changes).
+type listener struct {
+	m    *Manager
+	spec *listenerSpec // guarded by m.mu
+	ln   *net.TCPListener
+	h    atomic.Pointer[handler]
+	met  *listenerMetrics
+
+	mu        sync.Mutex
+	conns     map[*clientConn]struct{}
+	draining  bool
+	drainFlag atomic.Bool // draining, read without the lock
+	wg        sync.WaitGroup
+	done      chan struct{} // closed when the accept loop ends
+}
+
+// clientConn is an accepted connection; idle is set between HTTP requests
+// so that a drain can close it at once.
+type clientConn struct {
+	c    *net.TCPConn
+	idle atomic.Bool
+}
+
+// handler is what a listener does with a connection: its routes and their
+// clusters, and the upstream settings.
+type handler struct {
+	spec     *listenerSpec
+	settings settings
+	protocol string
+	routes   []*route
+}
+
+type route struct {
+	spec    routeSpec
+	targets []weighted
+	total   int
+	metrics *routeMetrics
+}
+
+type weighted struct {
+	c      *cluster
+	weight int
+}
+
+// target picks the route's cluster by weight.
+func (r *route) target() *cluster {
+	if len(r.targets) == 1 {
+		return r.targets[0].c
+	}
+	n := randN(r.total)
+	for _, t := range r.targets {
+		if n < t.weight {
+			return t.c
+		}
+		n -= t.weight
+	}
+	return r.targets[len(r.targets)-1].c
+}
+
+func newListener(m *Manager, spec *listenerSpec, ln *net.TCPListener, h *handler) *listener {
+	l := &listener{m: m, spec: spec, ln: ln, met: m.metrics.listener(spec.name),
+		conns: map[*clientConn]struct{}{}, done: make(chan struct{})}
+	l.h.Store(h)
+	return l
+}
+
+// update swaps in a new handler; connections already being served finish
+// their current request (http) or stay (tcp) on the old one. Called with
+// m.mu held.
+func (l *listener) update(spec *listenerSpec, h *handler) {
+	l.spec = spec
+	old := l.h.Swap(h)
+	l.m.releaseHandlerLocked(old)
+}
+
+func (l *listener) serve() {
+	defer close(l.done)
+	var backoff time.Duration
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and the like: wait a little, as net/http does.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			l.m.log.Warn("sidecar: accept", "listener", l.spec.name, "err", err)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		cc := &clientConn{c: c}
+		l.mu.Lock()
+		if l.draining {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.conns[cc] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		l.met.total.Inc()
+		l.met.active.Inc()
+		go l.handle(cc)
+	}
+}
+
+func (l *listener) handle(cc *clientConn) {
+	defer func() {
+		cc.c.Close()
+		l.mu.Lock()
+		delete(l.conns, cc)
+		l.mu.Unlock()
+		l.met.active.Dec()
+		l.wg.Done()
+	}()
+	h := l.h.Load()
+	if h.protocol == ProtocolHTTP {
+		l.serveHTTP(cc)
+		return
+	}
+	l.serveTCP(cc.c, h, h.routes[0], nil)
+}
+
+func (l *listener) isDraining() bool { return l.drainFlag.Load() }
+
+// shutdown stops accepting and drains for up to timeout.
+func (l *listener) shutdown(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	l.shutdownCtx(ctx)
+}
+
+// shutdownCtx stops accepting, closes idle HTTP connections, waits for the
+// others to end until ctx is done, then closes them.
+func (l *listener) shutdownCtx(ctx context.Context) {
+	l.ln.Close()
+	<-l.done
+	l.mu.Lock()
+	l.draining = true
+	l.drainFlag.Store(true)
+	for cc := range l.conns {
+		if cc.idle.Load() {
+			cc.c.SetReadDeadline(time.Now())
+		}
+	}
+	l.mu.Unlock()
+	ended := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		l.mu.Lock()
+		n := len(l.conns)
+		for cc := range l.conns {
+			cc.c.Close()
+		}
+		l.mu.Unlock()
+		if n > 0 {
+			l.m.log.Info("sidecar: drain time over; closed connections", "listener", l.spec.name, "connections", n)
+		}
+		<-ended
+	}
+	l.m.releaseHandler(l.h.Load())
+}
+
+// serveTCP forwards one connection at L4. prefix, if any, is what was
+// already read from the client (an h2c preface) and goes first.
+func (l *listener) serveTCP(client *net.TCPConn, h *handler, r *route, prefix []byte) {
+	c := r.target()
+	st := &c.st
+	if !c.conns.acquire(st.connectTimeout) {
+		c.met.connOverflows.Inc()
+		l.m.log.Warn("sidecar: connection refused by limits", "listener", l.spec.name, "upstream", c.name)
+		return
+	}
+	defer c.conns.release()
+	var p pickReq
+	if c.st.balancer == BalancerHash {
+		p.key = hashClientIP(client)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.connectTimeout*time.Duration(st.maxAttempts))
+	up, e, err := c.dial(ctx, &p)
+	cancel()
+	if err != nil {
+		if errors.Is(err, errNoInstance) {
+			r.metrics.noInstance(c.name).Inc()
+			l.m.log.Warn("sidecar: no healthy instance; closing connection", "listener", l.spec.name, "upstream", c.name)
+		} else {
+			l.m.log.Warn("sidecar: cannot reach any instance; closing connection", "listener", l.spec.name, "upstream", c.name, "err", err)
+		}
+		return
+	}
+	c.success(e)
+	c.met.total.Inc()
+	c.met.active.Inc()
+	e.active.Add(1)
+	t := &tracked{close: func() { up.Close(); client.Close() }}
+	e.track(t)
+	defer func() {
+		e.untrack(t)
+		e.active.Add(-1)
+		c.met.active.Dec()
+		up.Close()
+	}()
+	if len(prefix) > 0 {
+		if _, err := up.Write(prefix); err != nil {
+			return
+		}
+		l.met.bytesIn.Add(float64(len(prefix)))
+	}
+	in, out := pipe(client, up, st.idleTimeout)
+	l.met.bytesIn.Add(float64(in))
+	l.met.bytesOut.Add(float64(out))
+	c.met.bytesOut.Add(float64(in))
+	c.met.bytesIn.Add(float64(out))
+}
+
+func hashClientIP(c net.Conn) uint64 {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return hashBytes(a.IP)
+	}
+	return 0
+}
+
+// pipe copies a→b and b→a until both directions end, passing on half-close.
+// The copies are io.Copy between *net.TCPConn values: Linux splices them.
+// idle > 0 closes both when neither direction has received data for that
+// long (checked with the kernel's TCP_INFO, so the hot path has no
+// wrapper). It returns the bytes copied each way.
+func pipe(a, b *net.TCPConn, idle time.Duration) (aToB, bToA int64) {
+	done := make(chan struct{})
+	go func() {
+		bToA = copyHalf(a, b, idle)
+		close(done)
+	}()
+	aToB = copyHalf(b, a, idle)
+	<-done
+	return aToB, bToA
+}
+
+// copyHalf copies src to dst; on EOF it half-closes dst, on an error it
+// closes both (so the other direction ends too).
+func copyHalf(dst, src *net.TCPConn, idle time.Duration) int64 {
+	var total int64
+	if idle > 0 {
+		src.SetReadDeadline(time.Now().Add(idle))
+	}
+	for {
+		n, err := copyTCP(dst, src)
+		total += n
+		if err == nil {
+			dst.CloseWrite()
+			return total
+		}
+		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			quiet := quietFor(src, dst)
+			if quiet < idle {
+				src.SetReadDeadline(time.Now().Add(idle - quiet))
+				continue
+			}
+		}
+		src.Close()
+		dst.Close()
+		return total
+	}
+}
+
+// quietFor is how long neither socket has received data.
+func quietFor(a, b *net.TCPConn) time.Duration {
+	qa, oka := lastDataRecv(a)
+	qb, okb := lastDataRecv(b)
+	switch {
+	case !oka || !okb:
+		return 0 // unknown: do not close
+	case qa < qb:
+		return qa
+	}
+	return qb
+}
