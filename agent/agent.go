@@ -34,6 +34,7 @@ import (
 	"github.com/outrigger/outrigger/httpapi"
 	"github.com/outrigger/outrigger/internal/version"
 	"github.com/outrigger/outrigger/rpcmux"
+	"github.com/outrigger/outrigger/sidecar"
 )
 
 // Agent is one running agent.
@@ -55,6 +56,8 @@ type Agent struct {
 	catalogClient *catalog.HTTPClient
 	ae            *catalog.AntiEntropy
 	view          *catalog.View
+	proxy         *sidecar.Manager
+	ingress       *ingress // nil unless ingress_name is set
 	dns           *dnsserver.Server
 	// regMu keeps LocalState and the health checks in step across a
 	// registration; sidecars maps a folded service ID to its sidecar's.
@@ -190,7 +193,20 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err 
 		return nil, err
 	}
 	cleanup = append(cleanup, a.closeCatalog)
+	if err = a.newProxy(); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { a.closeProxy(context.Background()) })
 	if err = a.loadConfigServices(); err != nil {
+		return nil, err
+	}
+	// Services from the configuration enter the local state (and their
+	// proxies bind) before anti-entropy's first full sync, so it carries
+	// them, and a port clash fails the start.
+	if err = a.registerConfigServices(); err != nil {
+		return nil, err
+	}
+	if err = a.newIngress(); err != nil {
 		return nil, err
 	}
 
@@ -223,6 +239,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err 
 	if err != nil {
 		return nil, err
 	}
+	a.registerIngressAPI()
 	return a, nil
 }
 
@@ -269,10 +286,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.server != nil {
 		go a.server.run(ctx)
 	}
-	// Services from the configuration enter the local state before
-	// anti-entropy's first full sync, so it carries them.
-	a.registerConfigServices()
 	a.startSync(ctx)
+	a.startIngress(ctx)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- a.http.Serve(ctx) }()
 
@@ -320,6 +335,7 @@ func (a *Agent) shutdown() {
 	a.stopSync()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	a.closeProxy(ctx)
 	if err := a.http.Shutdown(ctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
 	}

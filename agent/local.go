@@ -94,10 +94,22 @@ func (a *Agent) RegisterService(def *catalog.ServiceDefinition, replaceExistingC
 			return err
 		}
 	}
+	old, hadSidecar := a.sidecars[foldID(def.ID)]
+	// The proxies first: a sidecar that cannot start fails the
+	// registration before anything changed.
+	with := []catalog.Service{def.Service()}
+	var without []string
+	if sidecar != nil {
+		with = append(with, sidecar.Service())
+	} else if hadSidecar {
+		without = append(without, old)
+	}
+	if err := a.applyProxiesLocked(with, without); err != nil {
+		return err
+	}
 	if err := a.addServiceLocked(def, checks, replaceExistingChecks); err != nil {
 		return err
 	}
-	old, hadSidecar := a.sidecars[foldID(def.ID)]
 	switch {
 	case sidecar != nil:
 		if err := a.addServiceLocked(sidecar, sidecarChecks, replaceExistingChecks); err != nil {
@@ -205,6 +217,13 @@ func (a *Agent) DeregisterService(id string) error {
 	if err := a.removeServiceLocked(id); err != nil {
 		return err
 	}
+	// Stop the proxies of what is gone (the sidecar's, and the service's
+	// own if it was a connect-proxy).
+	defer func() {
+		if err := a.applyProxiesLocked(nil, nil); err != nil {
+			a.log.Warn("stop sidecar proxy", "service", id, "err", err)
+		}
+	}()
 	if sc, ok := a.sidecars[foldID(id)]; ok {
 		delete(a.sidecars, foldID(id))
 		if err := a.removeServiceLocked(sc); err != nil && !errors.Is(err, catalog.ErrUnknownService) {
@@ -423,20 +442,27 @@ func (a *Agent) loadConfigServices() error {
 	return nil
 }
 
-// registerConfigServices registers what loadConfigServices read.
-func (a *Agent) registerConfigServices() {
+// registerConfigServices registers what loadConfigServices read, at
+// start: a service whose sidecar proxy cannot start (a port in use) stops
+// the agent from starting, naming it.
+func (a *Agent) registerConfigServices() error {
+	var errs []error
 	for _, d := range a.configServices {
 		if err := a.RegisterService(d, false); err != nil {
-			a.log.Error("register service from the configuration", "service", d.ID, "err", err)
+			errs = append(errs, fmt.Errorf("service %q: %w", d.ID, err))
 			continue
 		}
 		a.log.Info("registered service", "service", d.ID, "name", d.Name, "checks", len(d.Checks))
 	}
 	for _, c := range a.configChecks {
 		if err := a.RegisterCheck(c); err != nil {
-			a.log.Error("register check from the configuration", "check", c.ID, "err", err)
+			errs = append(errs, fmt.Errorf("check %q: %w", c.ID, err))
 		}
 	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("agent: services in the configuration: %w", err)
+	}
+	return nil
 }
 
 var _ httpapi.LocalAgent = (*Agent)(nil)
