@@ -113,12 +113,19 @@ func (x *exchange) addHINFO(ttl uint32) {
 // lookupCtx bounds a Catalog call by LookupTimeout (within 10%) and
 // Shutdown.
 func (x *exchange) lookupCtx() context.Context {
+	if x.inPlace {
+		return x.s.doneCtx
+	}
 	return x.s.lookupDeadline.get(x.start)
 }
 
 func (x *exchange) service(n name) int {
 	s := x.s
 	insts, found, stale, err := s.catalog.Service(x.lookupCtx(), n.target)
+	if err != nil && x.inPlace {
+		x.wouldBlock = true
+		return dns.RcodeServerFailure
+	}
 	if err != nil {
 		s.cfg.Logger.Debug("dns: catalog service lookup", "service", n.target, "error", err)
 		return dns.RcodeServerFailure
@@ -341,6 +348,10 @@ func hostFQDN(h string) (string, bool) {
 func (x *exchange) node(n name) int {
 	s := x.s
 	node, found, stale, err := s.catalog.Node(x.lookupCtx(), n.target)
+	if err != nil && x.inPlace {
+		x.wouldBlock = true
+		return dns.RcodeServerFailure
+	}
 	if err != nil {
 		s.cfg.Logger.Debug("dns: catalog node lookup", "node", n.target, "error", err)
 		return dns.RcodeServerFailure

@@ -21,6 +21,10 @@ type exchange struct {
 	stale   bool // the catalog said its data was stale
 	forward bool // answered by a recursor
 	start   time.Time
+	// inPlace: answering on a UDP reader (serveInPlace), which must not
+	// wait; wouldBlock: the answer needs waiting, nothing was written.
+	inPlace    bool
+	wouldBlock bool
 
 	m       dns.Msg // the reply
 	respOpt dns.OPT
@@ -102,6 +106,24 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.putExchange(x)
 }
 
+// serveInPlace answers req as ServeDNS does if that needs no waiting (the
+// catalog has the name in memory, no recursor is involved) and returns
+// true; otherwise it writes nothing and returns false, and the caller
+// hands req to ServeDNS in a goroutine.
+func (s *Server) serveInPlace(w dns.ResponseWriter, req *dns.Msg) bool {
+	if req == nil || req.Response {
+		s.m.rejected[rejectResponse].Inc()
+		return true
+	}
+	x := s.getExchange(w, req)
+	x.inPlace = true
+	x.start = time.Now()
+	x.serve()
+	done := !x.wouldBlock
+	s.putExchange(x)
+	return done
+}
+
 func (x *exchange) serve() {
 	req := x.req
 	x.opt = req.IsEdns0()
@@ -128,11 +150,18 @@ func (x *exchange) serve() {
 	}
 	n, ours := x.s.parseName(strings.ToLower(x.q.Name))
 	if !ours {
+		if x.inPlace && x.s.recurse && req.RecursionDesired {
+			x.wouldBlock = true
+			return
+		}
 		x.s.forward(x)
 		return
 	}
 	x.m.Authoritative = true
 	rcode := x.answerName(n)
+	if x.wouldBlock {
+		return
+	}
 	x.m.Rcode = rcode
 	if x.stale && (rcode == dns.RcodeSuccess || rcode == dns.RcodeNameError) {
 		x.s.m.stale.Inc()

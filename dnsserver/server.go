@@ -35,9 +35,14 @@ type Server struct {
 	cancel         context.CancelFunc
 	lookupDeadline *sharedDeadline
 
+	// doneCtx is canceled from the start: lookups made while answering
+	// in place (see udp.go) must not wait.
+	doneCtx context.Context
+
 	mu    sync.Mutex
-	state int // stateNew, stateStarted, stateClosed
-	udp   *dns.Server
+	state int          // stateNew, stateStarted, stateClosed
+	udp   *dns.Server  // nil when batch serves UDP
+	batch *batchServer // UDP on a socket bound to one address
 	tcp   *dns.Server
 	addr  string
 	wg    sync.WaitGroup
@@ -105,6 +110,9 @@ func New(cfg Config, cat Catalog) (*Server, error) {
 	s.exchanges.New = func() any { return new(exchange) }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.lookupDeadline = newSharedDeadline(s.ctx, cfg.LookupTimeout)
+	var cancelDone context.CancelFunc
+	s.doneCtx, cancelDone = context.WithCancel(context.Background())
+	cancelDone()
 	return s, nil
 }
 
@@ -126,14 +134,20 @@ func (s *Server) Start() error {
 	s.addr = pc.LocalAddr().String()
 	invalid := func([]byte, error) { s.m.rejected[rejectMalformed].Inc() }
 	idle := s.cfg.TCPIdleTimeout
-	s.udp = &dns.Server{
-		PacketConn:     pc,
-		Net:            "udp",
-		Handler:        s,
-		UDPSize:        udpReadSize,
-		WriteTimeout:   s.cfg.WriteTimeout,
-		MsgAcceptFunc:  s.acceptMsg,
-		MsgInvalidFunc: invalid,
+	servers := []*dns.Server{}
+	if c, ok := useBatchUDP(pc); ok {
+		s.batch = newBatchServer(s, c)
+	} else {
+		s.udp = &dns.Server{
+			PacketConn:     pc,
+			Net:            "udp",
+			Handler:        s,
+			UDPSize:        udpReadSize,
+			WriteTimeout:   s.cfg.WriteTimeout,
+			MsgAcceptFunc:  s.acceptMsg,
+			MsgInvalidFunc: invalid,
+		}
+		servers = append(servers, s.udp)
 	}
 	s.tcp = &dns.Server{
 		Listener:       newLimitListener(ln, s.cfg.MaxTCPConnections, s.m.tcpRefused.Inc),
@@ -146,9 +160,10 @@ func (s *Server) Start() error {
 		MsgAcceptFunc:  s.acceptMsg,
 		MsgInvalidFunc: invalid,
 	}
+	servers = append(servers, s.tcp)
 	started := make(chan struct{}, 2)
 	failed := make(chan error, 2)
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+	for _, srv := range servers {
 		srv.NotifyStartedFunc = func() { started <- struct{}{} }
 		s.wg.Add(1)
 		go func() {
@@ -159,17 +174,21 @@ func (s *Server) Start() error {
 			}
 		}()
 	}
-	for range 2 {
+	for range servers {
 		select {
 		case <-started:
 		case err := <-failed:
-			s.udp.Shutdown()
-			s.tcp.Shutdown()
+			for _, srv := range servers {
+				srv.Shutdown()
+			}
 			pc.Close()
 			ln.Close()
 			s.state = stateClosed
 			return fmt.Errorf("dnsserver: serve: %w", err)
 		}
+	}
+	if s.batch != nil {
+		s.batch.start()
 	}
 	s.state = stateStarted
 	s.cfg.Logger.Info("dns server listening", "addr", s.addr, "domain", s.cfg.Domain,
@@ -197,7 +216,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if prev != stateStarted {
 		return nil
 	}
-	err := errors.Join(s.udp.ShutdownContext(ctx), s.tcp.ShutdownContext(ctx))
+	var udpErr error
+	if s.batch != nil {
+		udpErr = s.batch.shutdown(ctx)
+	} else {
+		udpErr = s.udp.ShutdownContext(ctx)
+	}
+	err := errors.Join(udpErr, s.tcp.ShutdownContext(ctx))
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

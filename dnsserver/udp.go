@@ -1,0 +1,281 @@
+package dnsserver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// The UDP side does not go through miekg/dns's server, which reads one
+// datagram per system call and answers each in a goroutine of its own
+// (measured: most of the agent's CPU under dnsperf went to waking
+// goroutines and threads). Instead a few readers each take a batch of
+// datagrams with one recvmmsg, answer them in place — a query answered
+// from the catalog's memory never blocks — and send the batch's replies
+// with one sendmmsg. A query that may block (a name the catalog has not
+// seen yet, a recursor) goes to a goroutine of its own, as before.
+//
+// This path serves sockets bound to one address. A wildcard listener
+// (0.0.0.0, ::) keeps miekg/dns's server, which sets the source address of
+// each reply from the query's destination (IP_PKTINFO) on multi-homed
+// hosts.
+
+// udpBatch is the most datagrams read (and replies sent) per system call.
+const udpBatch = 32
+
+// batchConn is ipv4.PacketConn or ipv6.PacketConn (whose Message is the
+// same type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpReaders is how many goroutines read the socket: they take turns
+// reading and answer in parallel.
+func udpReaders() int { return min(max(runtime.GOMAXPROCS(0), 1), 8) }
+
+// batchServer is the UDP side of a started Server.
+type batchServer struct {
+	s    *Server
+	conn *net.UDPConn
+	bc   batchConn
+	wg   sync.WaitGroup // readers and the goroutines of blocking queries
+	stop atomic.Bool
+}
+
+// useBatchUDP reports whether pc gets the batch path: a UDP socket bound
+// to one address.
+func useBatchUDP(pc net.PacketConn) (*net.UDPConn, bool) {
+	c, ok := pc.(*net.UDPConn)
+	if !ok {
+		return nil, false
+	}
+	a, ok := c.LocalAddr().(*net.UDPAddr)
+	if !ok || a.IP == nil || a.IP.IsUnspecified() {
+		return nil, false
+	}
+	return c, true
+}
+
+func newBatchServer(s *Server, c *net.UDPConn) *batchServer {
+	b := &batchServer{s: s, conn: c}
+	if a := c.LocalAddr().(*net.UDPAddr); a.IP.To4() != nil {
+		b.bc = ipv4.NewPacketConn(c)
+	} else {
+		b.bc = ipv6.NewPacketConn(c)
+	}
+	return b
+}
+
+// start runs the readers.
+func (b *batchServer) start() {
+	for range udpReaders() {
+		b.wg.Add(1)
+		go b.read()
+	}
+}
+
+// shutdown stops the readers, waits within ctx for the queries in flight
+// (which may still reply: Server.Shutdown has aborted their lookups and
+// forwards) and closes the socket.
+func (b *batchServer) shutdown(ctx context.Context) error {
+	b.stop.Store(true)
+	_ = b.conn.SetReadDeadline(time.Unix(1, 0)) // wakes the readers
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if cerr := b.conn.Close(); err == nil && !errors.Is(cerr, net.ErrClosed) {
+		err = cerr
+	}
+	return err
+}
+
+// batchWriter is the dns.ResponseWriter of a query answered in place: the
+// reply is copied into the batch's reply buffer for slot i.
+type batchWriter struct {
+	b     *batchServer
+	out   []ipv4.Message
+	bufs  [][]byte
+	addr  net.Addr
+	slot  int
+	wrote bool
+}
+
+func (w *batchWriter) LocalAddr() net.Addr  { return w.b.conn.LocalAddr() }
+func (w *batchWriter) RemoteAddr() net.Addr { return w.addr }
+func (w *batchWriter) WriteMsg(m *dns.Msg) error {
+	p, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(p)
+	return err
+}
+func (w *batchWriter) Write(p []byte) (int, error) {
+	if w.wrote {
+		return 0, errors.New("dnsserver: second reply to one UDP query")
+	}
+	w.wrote = true
+	buf := append(w.bufs[w.slot][:0], p...)
+	w.bufs[w.slot] = buf[:0]
+	m := &w.out[w.slot]
+	m.Buffers[0] = buf
+	m.Addr = w.addr
+	return len(p), nil
+}
+func (w *batchWriter) Close() error        { return nil }
+func (w *batchWriter) TsigStatus() error   { return nil }
+func (w *batchWriter) TsigTimersOnly(bool) {}
+func (w *batchWriter) Hijack()             {}
+
+// udpWriter is the dns.ResponseWriter of a query answered in a goroutine
+// of its own: it sends the reply at once.
+type udpWriter struct {
+	b    *batchServer
+	addr net.Addr
+}
+
+func (w *udpWriter) LocalAddr() net.Addr  { return w.b.conn.LocalAddr() }
+func (w *udpWriter) RemoteAddr() net.Addr { return w.addr }
+func (w *udpWriter) WriteMsg(m *dns.Msg) error {
+	p, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(p)
+	return err
+}
+func (w *udpWriter) Write(p []byte) (int, error) { return w.b.conn.WriteTo(p, w.addr) }
+func (w *udpWriter) Close() error                { return nil }
+func (w *udpWriter) TsigStatus() error           { return nil }
+func (w *udpWriter) TsigTimersOnly(bool)         {}
+func (w *udpWriter) Hijack()                     {}
+
+// read is one reader: read a batch, answer what can be answered at once,
+// send the replies, repeat until the socket is closed.
+func (b *batchServer) read() {
+	defer b.wg.Done()
+	s := b.s
+	in := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
+	}
+	out := make([]ipv4.Message, udpBatch)
+	bufs := make([][]byte, udpBatch)
+	for i := range out {
+		out[i].Buffers = [][]byte{nil}
+		bufs[i] = make([]byte, 0, 512)
+	}
+	w := &batchWriter{b: b, out: out, bufs: bufs}
+	req := new(dns.Msg)
+	for {
+		n, err := b.bc.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || b.stop.Load() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.cfg.Logger.Debug("dns: udp read", "error", err)
+			continue
+		}
+		k := 0
+		for i := range n {
+			m := &in[i]
+			w.slot, w.addr, w.wrote = k, m.Addr, false
+			if b.serve(m.Buffers[0][:m.N], m.Addr, req, w) {
+				req = new(dns.Msg) // handed to a goroutine
+			}
+			if w.wrote {
+				k++
+			}
+		}
+		b.send(out[:k])
+		for i := range k {
+			out[i].Buffers[0], out[i].Addr = nil, nil
+		}
+		for i := range n {
+			in[i].Addr = nil
+		}
+	}
+}
+
+// send writes the replies, skipping one that cannot be sent.
+func (b *batchServer) send(ms []ipv4.Message) {
+	for len(ms) > 0 {
+		n, err := b.bc.WriteBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			b.s.cfg.Logger.Debug("dns: udp write", "error", err)
+			n = max(n, 1) // drop the reply that failed
+		}
+		ms = ms[n:]
+	}
+}
+
+// serve answers one datagram, in place when it can; it returns true when
+// it handed req to a goroutine (the caller then needs a new one).
+func (b *batchServer) serve(p []byte, addr net.Addr, req *dns.Msg, w *batchWriter) bool {
+	s := b.s
+	if len(p) < 12 {
+		s.m.rejected[rejectMalformed].Inc()
+		return false
+	}
+	dh := dns.Header{
+		Id:      binary.BigEndian.Uint16(p[0:]),
+		Bits:    binary.BigEndian.Uint16(p[2:]),
+		Qdcount: binary.BigEndian.Uint16(p[4:]),
+		Ancount: binary.BigEndian.Uint16(p[6:]),
+		Nscount: binary.BigEndian.Uint16(p[8:]),
+		Arcount: binary.BigEndian.Uint16(p[10:]),
+	}
+	action := s.acceptMsg(dh)
+	if action == dns.MsgAccept {
+		if err := req.Unpack(p); err != nil {
+			s.m.rejected[rejectMalformed].Inc()
+			action = dns.MsgReject
+		}
+	}
+	switch action {
+	case dns.MsgIgnore:
+		return false
+	case dns.MsgReject, dns.MsgRejectNotImplemented:
+		// As miekg/dns's server answers them: the header, no sections.
+		m := &dns.Msg{MsgHdr: dns.MsgHdr{Id: dh.Id, Response: true, Opcode: int(dh.Bits>>11) & 0xF, Rcode: dns.RcodeFormatError}}
+		if action == dns.MsgRejectNotImplemented {
+			m.Rcode = dns.RcodeNotImplemented
+		} else {
+			m.Opcode = dns.OpcodeQuery
+		}
+		_ = w.WriteMsg(m)
+		return false
+	}
+	if s.serveInPlace(w, req) {
+		return false
+	}
+	gw := &udpWriter{b: b, addr: addr}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		s.ServeDNS(gw, req)
+	}()
+	return true
+}
