@@ -28,6 +28,7 @@ func (a *Agent) newProxy() error {
 	cfg.Source = a.view
 	cfg.Logger = a.log.With("component", "proxy")
 	cfg.Registerer = a.reg
+	cfg.DrainTimeout = a.cfg.Proxy.DrainTimeout
 	m, err := sidecar.New(cfg)
 	if err != nil {
 		return fmt.Errorf("agent: proxy: %w", err)

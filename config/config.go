@@ -67,6 +67,9 @@ type Config struct {
 	// Autopilot tunes how servers manage the Raft configuration.
 	Autopilot Autopilot
 
+	// Proxy tunes the built-in sidecar and ingress proxy.
+	Proxy Proxy
+
 	// NodeMeta is free-form node metadata (node_meta).
 	NodeMeta map[string]string
 
@@ -106,6 +109,15 @@ type Config struct {
 	ConfigFiles []string
 }
 
+// Proxy holds the proxy { ... } settings.
+type Proxy struct {
+	// DrainTimeout is how long connections to an instance that left the
+	// healthy set (or to a removed listener) live on before they are
+	// closed, and how long a stopping agent lets connections finish
+	// (proxy.drain_timeout). Default 30s.
+	DrainTimeout time.Duration
+}
+
 // Autopilot holds the autopilot { ... } settings (Consul's names).
 type Autopilot struct {
 	// CleanupDeadServers lets the leader remove servers that have been
@@ -137,6 +149,7 @@ func DefaultConfig() Config {
 		RetryInterval:    5 * time.Second,
 		LeaveOnTerminate: true,
 		Autopilot:        Autopilot{CleanupDeadServers: true, DeadServerLastContactThreshold: 24 * time.Hour},
+		Proxy:            Proxy{DrainTimeout: 30 * time.Second},
 		LogLevel:         "info",
 	}
 }

@@ -44,10 +44,11 @@ var fields = []field{
 	{"ingress_name", func(c *Config) any { return &c.IngressName }},
 	{"autopilot.cleanup_dead_servers", func(c *Config) any { return &c.Autopilot.CleanupDeadServers }},
 	{"autopilot.dead_server_last_contact_threshold", func(c *Config) any { return &c.Autopilot.DeadServerLastContactThreshold }},
+	{"proxy.drain_timeout", func(c *Config) any { return &c.Proxy.DrainTimeout }},
 }
 
 // blocks are the nested objects of a file (`ports { http = 8500 }`).
-var blocks = []string{"autopilot", "ports"}
+var blocks = []string{"autopilot", "ports", "proxy"}
 
 // extraKeys are the sections kept raw in Config.Extra for later work. The
 // value says whether the section is a list, appended across files.

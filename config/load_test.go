@@ -98,6 +98,9 @@ func TestPrecedence(t *testing.T) {
 		{"enable_script_checks", `enable_script_checks = true`, `{"enable_script_checks": false}`,
 			nil, []string{"-enable-script-checks"},
 			func(c Config) any { return c.EnableScriptChecks }, [5]any{false, true, false, false, true}},
+		{"proxy.drain_timeout", "proxy {\n drain_timeout = \"5s\"\n}", `{"proxy": {"drain_timeout": "1m"}}`,
+			nil, nil,
+			func(c Config) any { return c.Proxy.DrainTimeout }, [5]any{30 * time.Second, 5 * time.Second, time.Minute, time.Minute, time.Minute}},
 		{"ingress_name", `ingress_name = "f1"`, `{"ingress_name": "f2"}`,
 			map[string]string{"OUTRIGGER_INGRESS": "e"}, []string{"-ingress", "fl"},
 			func(c Config) any { return c.IngressName }, [5]any{"", "f1", "f2", "e", "fl"}},
@@ -252,6 +255,7 @@ func TestFullFile(t *testing.T) {
 		NodeMeta:             map[string]string{"rack": "r1", "version": "2"},
 		EnableScriptChecks:   true,
 		IngressName:          "edge",
+		Proxy:                Proxy{DrainTimeout: 10 * time.Second},
 		Extra: map[string]any{
 			"templates":  []any{map[string]any{"source": "in.ctmpl", "destination": "out.conf"}},
 			"ingress":    map[string]any{"listeners": []any{map[string]any{"port": 8080, "protocol": "tcp", "service": "db"}}},

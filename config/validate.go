@@ -89,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.RetryMax < 0 {
 		bad("retry_max", "%d is negative", c.RetryMax)
 	}
+	if c.Proxy.DrainTimeout < 0 {
+		bad("proxy.drain_timeout", "%s is negative", c.Proxy.DrainTimeout)
+	}
 	if c.Autopilot.DeadServerLastContactThreshold < time.Minute {
 		bad("autopilot.dead_server_last_contact_threshold", "%s is below the minimum of 1m", c.Autopilot.DeadServerLastContactThreshold)
 	}

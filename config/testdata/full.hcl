@@ -58,6 +58,10 @@ templates = [{ source = "in.ctmpl", destination = "out.conf" }]
 
 ingress_name = "edge"
 
+proxy {
+  drain_timeout = "10s"
+}
+
 ingress {
   listeners = [{ port = 8080, protocol = "tcp", service = "db" }]
 }
