@@ -333,9 +333,13 @@ func (a *Agent) Stop() {
 
 func (a *Agent) shutdown() {
 	a.stopSync()
+	// The proxy first: in-flight connections finish (up to
+	// proxy.drain_timeout) while discovery still works.
+	pctx, pcancel := context.WithTimeout(context.Background(), a.cfg.Proxy.DrainTimeout)
+	a.closeProxy(pctx)
+	pcancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	a.closeProxy(ctx)
 	if err := a.http.Shutdown(ctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
 	}

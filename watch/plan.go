@@ -235,25 +235,19 @@ func (p *Plan) Shape(res Result) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-// Run follows p until ctx ends, calling h with the shaped result at the
-// start and on each change. A key watch whose key does not exist yet
-// waits for it before the first call, as Consul's does; a later delete
-// calls h with null. Handler failures are logged (with the exit code and
-// output for scripts) and do not stop the watch. Run returns ctx's error.
+// Run follows p until ctx ends, calling h with the shaped result once at
+// the start and then on each change (a key that does not exist is null).
+// Handler failures are logged (with the exit code and output for
+// scripts) and do not stop the watch. Run returns ctx's error.
 func (p *Plan) Run(ctx context.Context, c *Client, h Handler, opts Options) error {
 	opts = opts.withDefaults()
 	log := opts.Logger.With("watch", p.String())
-	called := false
 	return Follow(ctx, c, p.Query(), opts, func(res Result) {
 		data, err := p.Shape(res)
 		if err != nil {
 			log.Error("watch: bad answer from the agent", "err", err)
 			return
 		}
-		if !called && p.Type == TypeKey && !res.Found {
-			return
-		}
-		called = true
 		if err := h.Handle(ctx, res.Index, data); err != nil {
 			if ctx.Err() != nil {
 				return

@@ -202,11 +202,17 @@ func TestWatchAgainstAgent(t *testing.T) {
 		}
 	})
 
-	t.Run("missing key waits", func(t *testing.T) {
+	t.Run("missing key", func(t *testing.T) {
 		rec, args := newRecorder(t)
 		start(t, Plan{Type: TypeKey, Key: "later/key"}, &ScriptHandler{Args: args})
+		rec.waitRuns(t, 1, func(last string) error {
+			if strings.TrimSpace(last) != "null" {
+				return fmt.Errorf("got %q, want null", last)
+			}
+			return nil
+		})
 		put(t, addr, "/v1/kv/later/key", "now")
-		rec.waitRuns(t, 1, wantValue("now"))
+		rec.waitRuns(t, 2, wantValue("now"))
 	})
 
 	t.Run("keyprefix", func(t *testing.T) {

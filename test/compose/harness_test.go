@@ -257,7 +257,11 @@ func (c *cluster) buildImage(image, name, dockerfile, pkg string) error {
 	defer os.RemoveAll(ctxDir)
 	bin := filepath.Join(ctxDir, name)
 	if pkg == "" {
-		data, err := os.ReadFile(testutil.AgentBinary(fatalTB{}))
+		path, err := agentBinary()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
@@ -294,8 +298,18 @@ func (c *cluster) buildImage(image, name, dockerfile, pkg string) error {
 	return nil
 }
 
-// fatalTB lets startCluster, which has no *testing.T, use
-// testutil.AgentBinary: a failure there panics with the message.
+// agentBinary is testutil.AgentBinary for startCluster, which has no
+// *testing.T: its failure comes back as an error.
+func agentBinary() (path string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("agent binary: %v", r)
+		}
+	}()
+	return testutil.AgentBinary(fatalTB{}), nil
+}
+
+// fatalTB turns testutil's Fatal into a panic agentBinary recovers.
 type fatalTB struct{ testing.TB }
 
 func (fatalTB) Helper()                   {}
