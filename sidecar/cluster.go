@@ -109,6 +109,36 @@ func (c *cluster) close() {
 	<-c.done
 }
 
+// closeAll stops drain timers and closes every connection left (the
+// Manager is closing).
+func (c *cluster) closeAll() {
+	c.mu.Lock()
+	eps := make([]*endpoint, 0, len(c.all))
+	for _, e := range c.all {
+		eps = append(eps, e)
+	}
+	c.mu.Unlock()
+	for _, e := range eps {
+		e.mu.Lock()
+		if e.drainTimer != nil {
+			e.drainTimer.Stop()
+		}
+		var list []*tracked
+		for t := range e.conns {
+			list = append(list, t)
+		}
+		idle := e.idle
+		e.idle = nil
+		e.mu.Unlock()
+		for _, uc := range idle {
+			uc.close()
+		}
+		for _, t := range list {
+			t.close()
+		}
+	}
+}
+
 // watch follows the service and its sidecars until ctx ends.
 func (c *cluster) watch(ctx context.Context) {
 	defer close(c.done)

@@ -79,7 +79,7 @@ func (e *endpoint) drain(timeout time.Duration, gone func()) {
 	})
 	e.mu.Unlock()
 	for _, uc := range idle {
-		uc.c.Close()
+		uc.close()
 	}
 }
 

@@ -103,10 +103,16 @@ func critical(e *catalog.ServiceEntry) {
 	e.Checks = append(e.Checks, catalog.HealthCheck{Node: e.Node.Node, CheckID: "c", Status: catalog.StatusCritical, ServiceID: e.Service.ID})
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter sends logs to t.Log until the test ends.
+type testWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
@@ -121,9 +127,11 @@ func newEnv(t *testing.T, tweak ...func(*Config)) *testEnv {
 	t.Helper()
 	src := newMemSource()
 	reg := prometheus.NewRegistry()
+	done := new(atomic.Bool)
+	t.Cleanup(func() { done.Store(true) })
 	cfg := Config{
 		Source:       src,
-		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger:       slog.New(slog.NewTextHandler(testWriter{t, done}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Registerer:   reg,
 		DrainTimeout: 5 * time.Second,
 	}

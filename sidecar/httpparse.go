@@ -233,15 +233,16 @@ func (r *reqHead) read(br *bufio.Reader) error {
 				}
 				r.chunked = true
 			}
+			if eqFold(name, "x-forwarded-proto") {
+				r.hasXFP = true
+			}
+		case 15:
 			if eqFold(name, "x-forwarded-for") {
 				if len(r.xff) > 0 {
 					r.xff = append(r.xff, ", "...)
 				}
 				r.xff = append(r.xff, value...)
 				continue
-			}
-			if eqFold(name, "x-forwarded-proto") {
-				r.hasXFP = true
 			}
 		case 16:
 			if eqFold(name, "proxy-connection") {
@@ -269,6 +270,11 @@ func (r *reqHead) read(br *bufio.Reader) error {
 	}
 	if r.chunked && r.contentLength >= 0 {
 		return errBadRequest // both framings: refuse (request smuggling)
+	}
+	if r.host == (span{}) {
+		// Sent on as HTTP/1.1, which needs a Host (empty without an
+		// authority, RFC 9112 3.2).
+		r.buf = append(r.buf, "Host: \r\n"...)
 	}
 	if r.http10 && keepAlive {
 		r.close = false

@@ -209,6 +209,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	for _, c := range m.clusters {
 		c.close()
+		c.closeAll()
 	}
 	m.clusters = map[string]*cluster{}
 	m.mu.Unlock()
