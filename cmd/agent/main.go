@@ -32,6 +32,8 @@ func init() {
 		"services": {"Register and deregister services with the local agent", servicesCommand},
 		"catalog":  {"List the catalog's services and nodes", catalogCommand},
 		"maint":    {"Put a node or service in or out of maintenance mode", maintCommand},
+		"watch":    {"Run a handler whenever a view of the cluster changes", watchCommand},
+		"template": {"Render templates from K/V and the catalog and keep them current", templateCommand},
 	}
 }
 
