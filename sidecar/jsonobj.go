@@ -53,6 +53,9 @@ func readObject(path string, raw json.RawMessage) (*jsonObject, error) {
 		return o, nil
 	}
 	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, fieldErr(path, "empty value where an object is wanted")
+	}
 	if raw[0] != '{' {
 		return nil, fieldErr(path, "%s is not an object", describe(raw))
 	}

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# bench/proxy/run.sh — the sidecar proxy against HAProxy and Caddy, side by side in ONE run,
+# in front of the same nginx backends on loopback, measured with wrk:
+#   direct to nginx; through our proxy (bench/proxy harness: a sidecar.Manager over a static
+#   catalog, one L4 and one L7 upstream listener); HAProxy tcp and http mode (nbthread =
+#   our GOMAXPROCS); Caddy reverse_proxy (GOMAXPROCS the same).
+# Cases: keep-alive HTTP through L4; the L7 path; a new connection per request
+# (wrk -H "Connection: close"); a 1 GiB stream through L4 vs direct (curl); our RSS under load.
+#
+# Usage: bench/proxy/run.sh   (knobs: DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000 KEEP=0)
+# Prints a markdown table; raw output under bench/results/proxy-<UTC time>/.
+# Every process it starts is stopped on exit (trap).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-50}
+PROCS=${PROCS:-1}      # GOMAXPROCS of ours and Caddy, nbthread of HAProxy
+BASE=${BASE:-29000}
+KEEP=${KEEP:-0}
+CMDLINE="bench/proxy/run.sh"
+for vd in DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000; do
+	v=${vd%%=*}
+	[ "${!v}" != "${vd#*=}" ] && CMDLINE="$v=${!v} $CMDLINE"
+done
+
+B1=$((BASE + 101)); B2=$((BASE + 102))
+OURS4=$((BASE + 1)); OURS7=$((BASE + 2))
+HA4=$((BASE + 11)); HA7=$((BASE + 12))
+CADDY=$((BASE + 21))
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v caddy >/dev/null || need+=(caddy)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing ${need[*]} (apt-get)" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=$root/bench/results/proxy-$stamp
+mkdir -p "$out"
+tmp=$(mktemp -d /tmp/proxybench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	[ "$KEEP" = 1 ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+wait_port() { # wait_port PORT: bounded poll until something listens
+	for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done
+	echo "nothing on port $1" >&2; return 1
+}
+
+# ---------------------------------------------------------------- backends: nginx
+mkdir -p "$tmp/www"
+printf 'hello from nginx, a small body of some sixty bytes or so....\n' >"$tmp/www/index.html"
+truncate -s 1G "$tmp/www/big"
+cat >"$tmp/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	sendfile on;
+	keepalive_requests 1000000;
+	keepalive_timeout 120s;
+	client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp; uwsgi_temp_path $tmp; scgi_temp_path $tmp;
+	server { listen 127.0.0.1:$B1 backlog=4096; root $tmp/www; }
+	server { listen 127.0.0.1:$B2 backlog=4096; root $tmp/www; }
+}
+NGX
+"$NGINX" -c "$tmp/nginx.conf" -e "$tmp/nginx-error.log" &
+pids+=($!)
+wait_port $B1; wait_port $B2
+
+# ---------------------------------------------------------------- ours
+go build -o "$tmp/proxy" ./bench/proxy
+GOMAXPROCS=$PROCS "$tmp/proxy" -l4 127.0.0.1:$OURS4 -l7 127.0.0.1:$OURS7 -backends 127.0.0.1:$B1,127.0.0.1:$B2 >"$out/ours.log" 2>&1 &
+ours_pid=$!
+pids+=($ours_pid)
+wait_port $OURS4; wait_port $OURS7
+
+# ---------------------------------------------------------------- HAProxy
+cat >"$tmp/haproxy.cfg" <<HA
+global
+	nbthread $PROCS
+	maxconn 20000
+defaults
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+frontend ft_tcp
+	bind 127.0.0.1:$HA4
+	mode tcp
+	default_backend bk_tcp
+backend bk_tcp
+	mode tcp
+	balance roundrobin
+	server s1 127.0.0.1:$B1
+	server s2 127.0.0.1:$B2
+frontend ft_http
+	bind 127.0.0.1:$HA7
+	mode http
+	option forwardfor
+	default_backend bk_http
+backend bk_http
+	mode http
+	balance roundrobin
+	server s1 127.0.0.1:$B1
+	server s2 127.0.0.1:$B2
+HA
+"$HAPROXY" -f "$tmp/haproxy.cfg" -db >"$out/haproxy.log" 2>&1 &
+pids+=($!)
+wait_port $HA4; wait_port $HA7
+
+# ---------------------------------------------------------------- Caddy
+cat >"$tmp/Caddyfile" <<CAD
+{
+	admin off
+	auto_https off
+	persist_config off
+}
+:$CADDY {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:$B1 127.0.0.1:$B2
+}
+CAD
+HOME=$tmp XDG_DATA_HOME=$tmp XDG_CONFIG_HOME=$tmp GOMAXPROCS=$PROCS caddy run --config "$tmp/Caddyfile" --adapter caddyfile >"$out/caddy.log" 2>&1 &
+pids+=($!)
+wait_port $CADDY
+
+# ---------------------------------------------------------------- measuring
+# wrk_run NAME PORT [extra wrk args]: appends "rps p99_us" to $out/NAME.txt
+to_us() { # 1.23ms → 1230
+	awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+		if (u == "us") n = n; else if (u == "ms") n = n * 1000; else if (u == "s") n = n * 1000000; printf "%.0f", n }'
+}
+wrk_run() {
+	local name=$1 port=$2; shift 2
+	local f="$out/wrk-$name.$(date +%s%N).txt"
+	wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port/" >"$f" 2>&1
+	local rps p99 errs
+	rps=$(awk '/^Requests\/sec/ { print $2 }' "$f")
+	p99=$(awk '$1 == "99%" { print $2 }' "$f")
+	errs=$(awk '/Non-2xx|Socket errors/ { print }' "$f" | tr '\n' ' ')
+	echo "$rps $(to_us "$p99") $errs" >>"$out/$name.txt"
+	log "$name: $rps req/s, p99 $p99 $errs"
+}
+best() { sort -k1,1 -gr "$out/$1.txt" | head -1 | awk '{ print $1 }'; }
+p99of() { sort -k1,1 -gr "$out/$1.txt" | head -1 | awk '{ print $2 }'; }
+
+rss_peak=0
+sample_rss() { # background sampler of our RSS (kB)
+	while kill -0 "$ours_pid" 2>/dev/null; do
+		awk '/^VmRSS/ { print $2 }' "/proc/$ours_pid/status" 2>/dev/null >>"$out/rss.txt" || true
+		sleep 0.5
+	done
+}
+sample_rss &
+sampler=$!
+pids+=($sampler)
+
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before: $load"
+for r in $(seq "$ROUNDS"); do
+	log "round $r"
+	wrk_run direct $B1
+	wrk_run ours-l4 $OURS4
+	wrk_run haproxy-tcp $HA4
+	wrk_run ours-l7 $OURS7
+	wrk_run haproxy-http $HA7
+	wrk_run caddy $CADDY
+	wrk_run direct-close $B1 -H "Connection: close"
+	wrk_run ours-l4-close $OURS4 -H "Connection: close"
+	wrk_run haproxy-tcp-close $HA4 -H "Connection: close"
+	wrk_run ours-l7-close $OURS7 -H "Connection: close"
+	wrk_run haproxy-http-close $HA7 -H "Connection: close"
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+stream() { # stream NAME PORT: bytes/s of a 1 GiB download
+	local s
+	s=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$2/big")
+	echo "$s" >>"$out/$1.txt"
+	log "$1: $(awk -v s="$s" 'BEGIN { printf "%.0f MiB/s", s / 1048576 }')"
+}
+for r in $(seq "$ROUNDS"); do
+	stream stream-direct $B1
+	stream stream-ours-l4 $OURS4
+	stream stream-haproxy-tcp $HA4
+done
+rss_kb=$(sort -n "$out/rss.txt" | tail -1)
+hwm_kb=$(awk '/^VmHWM/ { print $2 }' "/proc/$ours_pid/status")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+fmt() { awk -v a="$1" 'BEGIN { printf "%\047.0f", a }'; }
+D=$(best direct); O4=$(best ours-l4); H4=$(best haproxy-tcp); O7=$(best ours-l7); H7=$(best haproxy-http); C=$(best caddy)
+DC=$(best direct-close); O4C=$(best ours-l4-close); H4C=$(best haproxy-tcp-close); O7C=$(best ours-l7-close); H7C=$(best haproxy-http-close)
+Dp=$(p99of direct); O4p=$(p99of ours-l4); H4p=$(p99of haproxy-tcp); O7p=$(p99of ours-l7); H7p=$(p99of haproxy-http)
+SD=$(best stream-direct); SO=$(best stream-ours-l4); SH=$(best stream-haproxy-tcp)
+cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+{
+echo "\`$CMDLINE\` (run $stamp, $(date -u '+%Y-%m-%d %H:%M') UTC; $(nproc) cores, $cpu; load average $load before, $load_after after;"
+echo "wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), HAProxy $("$HAPROXY" -v | head -1 | awk '{ print $3 }'), Caddy $(caddy version | awk '{ print $1 }'), $(go version | awk '{ print $3 }')."
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, best of $ROUNDS rounds; nginx (1 worker) serves a 61-byte file; GOMAXPROCS=$PROCS for ours and Caddy, nbthread $PROCS for HAProxy."
+echo
+echo "| case | ours | peer | ratio | goal |"
+echo "|---|---:|---:|---:|---|"
+echo "| keep-alive HTTP via L4, req/s | $(fmt "$O4") | HAProxy tcp $(fmt "$H4") | $(ratio "$O4" "$H4") | ≥ 1.0 |"
+echo "| keep-alive via L4, added p99 µs (direct p99 $Dp) | $((O4p - Dp)) | HAProxy tcp $((H4p - Dp)) | | ≤ HAProxy's |"
+echo "| L7 (http), req/s | $(fmt "$O7") | HAProxy http $(fmt "$H7") | $(ratio "$O7" "$H7") | ≥ 0.8 |"
+echo "| L7 (http), req/s | $(fmt "$O7") | Caddy $(fmt "$C") | $(ratio "$O7" "$C") | ≥ 3 |"
+echo "| L7 p99 µs | $O7p | HAProxy http $H7p | | |"
+echo "| new connection per request, L4, req/s | $(fmt "$O4C") | HAProxy tcp $(fmt "$H4C") | $(ratio "$O4C" "$H4C") | ≥ 1.0 |"
+echo "| new connection per request, L7, req/s | $(fmt "$O7C") | HAProxy http $(fmt "$H7C") | $(ratio "$O7C" "$H7C") | ≥ 1.0 |"
+echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | direct $(awk -v s="$SD" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SD") | ≥ 0.9 |"
+echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | HAProxy tcp $(awk -v s="$SH" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SH") | |"
+echo "| our RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
+echo
+echo "Direct to nginx: $(fmt "$D") req/s keep-alive, $(fmt "$DC") req/s with a new connection per request."
+} | tee "$out/summary.md"
