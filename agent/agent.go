@@ -206,6 +206,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err 
 	if err = a.registerConfigServices(); err != nil {
 		return nil, err
 	}
+	a.restorePersisted()
 	if err = a.newIngress(); err != nil {
 		return nil, err
 	}

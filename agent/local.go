@@ -71,6 +71,12 @@ func (a *Agent) LocalState() *catalog.LocalState { return a.local }
 // was. With replaceExistingChecks, checks of the service the definition
 // no longer lists are removed.
 func (a *Agent) RegisterService(def *catalog.ServiceDefinition, replaceExistingChecks bool) error {
+	return a.registerService(def, replaceExistingChecks, true)
+}
+
+// registerService is RegisterService; with persist, the registration is
+// kept in the data directory for the next start (see persist.go).
+func (a *Agent) registerService(def *catalog.ServiceDefinition, replaceExistingChecks, persist bool) error {
 	if err := def.Validate(); err != nil {
 		return err
 	}
@@ -109,6 +115,14 @@ func (a *Agent) RegisterService(def *catalog.ServiceDefinition, replaceExistingC
 	}
 	if err := a.addServiceLocked(def, checks, replaceExistingChecks); err != nil {
 		return err
+	}
+	if persist {
+		if b, err := json.Marshal(def); err == nil {
+			err = a.persist("services", def.ID, persisted{Definition: b, ReplaceExistingChecks: replaceExistingChecks})
+			if err != nil {
+				a.log.Error("registered, but not kept for the next start", "service", def.ID, "err", err)
+			}
+		}
 	}
 	switch {
 	case sidecar != nil:
@@ -217,6 +231,7 @@ func (a *Agent) DeregisterService(id string) error {
 	if err := a.removeServiceLocked(id); err != nil {
 		return err
 	}
+	a.unpersist("services", id)
 	// Stop the proxies of what is gone (the sidecar's, and the service's
 	// own if it was a connect-proxy).
 	defer func() {
@@ -247,6 +262,12 @@ func (a *Agent) removeServiceLocked(id string) error {
 // RegisterCheck implements httpapi.LocalAgent: it adds or replaces a node
 // check, or a check of a local service (def.ServiceID), and starts it.
 func (a *Agent) RegisterCheck(def health.CheckDefinition) error {
+	return a.registerCheck(def, true)
+}
+
+// registerCheck is RegisterCheck; with persist, the registration is kept
+// in the data directory for the next start (see persist.go).
+func (a *Agent) registerCheck(def health.CheckDefinition, persist bool) error {
 	if def.ID == "" {
 		def.ID = def.Name
 	}
@@ -275,6 +296,13 @@ func (a *Agent) RegisterCheck(def health.CheckDefinition) error {
 		}
 		return fmt.Errorf("agent: start check %q: %w", def.ID, err)
 	}
+	if persist {
+		if b, err := json.Marshal(def); err == nil {
+			if err := a.persist("checks", def.ID, persisted{Definition: b}); err != nil {
+				a.log.Error("registered, but not kept for the next start", "check", def.ID, "err", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -291,6 +319,7 @@ func (a *Agent) DeregisterCheck(id string) error {
 		return err
 	}
 	a.stopCheck(c.CheckID)
+	a.unpersist("checks", c.CheckID)
 	return nil
 }
 
@@ -448,14 +477,14 @@ func (a *Agent) loadConfigServices() error {
 func (a *Agent) registerConfigServices() error {
 	var errs []error
 	for _, d := range a.configServices {
-		if err := a.RegisterService(d, false); err != nil {
+		if err := a.registerService(d, false, false); err != nil {
 			errs = append(errs, fmt.Errorf("service %q: %w", d.ID, err))
 			continue
 		}
 		a.log.Info("registered service", "service", d.ID, "name", d.Name, "checks", len(d.Checks))
 	}
 	for _, c := range a.configChecks {
-		if err := a.RegisterCheck(c); err != nil {
+		if err := a.registerCheck(c, false); err != nil {
 			errs = append(errs, fmt.Errorf("check %q: %w", c.ID, err))
 		}
 	}
