@@ -144,7 +144,7 @@ func TestWatchProcess(t *testing.T) {
 	runs(1, "app/config=first")
 	kvPut("app/config", "second")
 	runs(2, "app/config=second")
-	kvPut("other/key", "x") // outside the prefix: no run
+	kvPut("other/key", "x")     // outside the prefix: no run
 	kvPut("app/extra", "third") // the handler fails its third run
 	runs(3, "app/config=second,app/extra=third")
 	testutil.WaitFor(t, 20*time.Second, "the handler failure in the log", func() error {
