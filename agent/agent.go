@@ -114,11 +114,13 @@ func WithSyncInterval(d time.Duration) Option {
 // New builds an agent from cfg, binding every listener so that a port
 // conflict fails here, before anything runs. On error nothing is left
 // running.
-func New(cfg config.Config, logger *slog.Logger, opts ...Option) (a *Agent, err error) {
+func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Agent, err error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a = &Agent{
+	// a is not the named result: the cleanups below use it after a
+	// `return nil, err`.
+	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
 		reg:     prometheus.NewRegistry(),

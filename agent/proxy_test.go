@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outrigger/outrigger/config"
 	"github.com/outrigger/outrigger/internal/testutil"
 )
 
@@ -90,4 +92,62 @@ func TestSidecarRegistrationErrors(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Proxy problems in the configuration stop the agent from starting, with
+// an error naming them.
+func TestProxyConfigStartupErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+	for _, tc := range []struct {
+		name   string
+		adjust func(c *config.Config)
+		want   string
+	}{
+		{"sidecar port in use", func(c *config.Config) {
+			c.Extra = map[string]any{"service": []any{map[string]any{"name": "web", "port": 8080,
+				"connect": map[string]any{"sidecar_service": map[string]any{"port": busyPort}}}}}
+		}, strconv.Itoa(busyPort)},
+		{"ingress without a name", func(c *config.Config) {
+			c.Extra = map[string]any{"ingress": map[string]any{"listeners": []any{}}}
+		}, "ingress_name"},
+		{"ingress port in use", func(c *config.Config) {
+			c.IngressName = "edge"
+			c.Extra = map[string]any{"ingress": map[string]any{"listeners": []any{
+				map[string]any{"port": busyPort, "protocol": "tcp", "service": "db"}}}}
+		}, strconv.Itoa(busyPort)},
+		{"ingress route without a service", func(c *config.Config) {
+			c.IngressName = "edge"
+			c.Extra = map[string]any{"ingress": map[string]any{"listeners": []any{
+				map[string]any{"port": testutil.FreePort(t), "routes": []any{map[string]any{"path_prefix": "/"}}}}}}
+		}, "service"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.DefaultConfig()
+			cfg.NodeName = "n1"
+			cfg.DataDir = t.TempDir()
+			cfg.BindAddr, cfg.ClientAddr = "127.0.0.1", "127.0.0.1"
+			cfg.Ports = config.Ports{HTTP: testutil.FreePort(t), DNS: testutil.FreePort(t), SerfLAN: testutil.FreePort(t), Server: testutil.FreePort(t)}
+			tc.adjust(&cfg)
+			a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil {
+				a.shutdown()
+				t.Fatalf("New succeeded, want an error naming %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New: %v, want it to name %q", err, tc.want)
+			}
+			// Nothing is left listening: the same ports start again.
+			cfg.Extra, cfg.IngressName = nil, ""
+			a, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatalf("New after a failed start: %v", err)
+			}
+			a.shutdown()
+		})
+	}
 }
