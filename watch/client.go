@@ -84,6 +84,19 @@ func (c *Client) Get(ctx context.Context, path string, params url.Values, index 
 			q.Set("wait", strconv.FormatInt(wait.Milliseconds(), 10)+"ms")
 		}
 	}
+	// Bound the call: the server answers a blocking query within wait
+	// plus its jitter (wait/16); a connection that died silently must not
+	// hang the watch for ever.
+	limit := 60 * time.Second
+	if index > 0 {
+		w := wait
+		if w <= 0 {
+			w = 5 * time.Minute
+		}
+		limit += w + w/16
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	u := *c.base
 	u.Path = c.base.Path + path
 	u.RawQuery = q.Encode()
