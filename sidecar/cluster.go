@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -260,6 +261,7 @@ func (c *cluster) update(insts []instance) {
 		e, ok := c.all[in.addr]
 		if !ok {
 			e = &endpoint{addr: in.addr, id: in.id, c: c, conns: map[*tracked]struct{}{}}
+			e.ap, _ = netip.ParseAddrPort(in.addr) // a host name stays zero: resolved per dial
 			c.all[in.addr] = e
 			c.m.log.Info("sidecar: instance added", "upstream", c.name, "instance", in.id, "addr", in.addr)
 		} else if e.removed.Load() {
@@ -371,7 +373,7 @@ func (c *cluster) dial(ctx context.Context, p *pickReq) (*net.TCPConn, *endpoint
 		if attempt > 0 {
 			c.met.retries.Inc()
 		}
-		conn, err := dialTCP(ctx, e.addr, c.st.connectTimeout)
+		conn, err := e.dial(ctx, c.st.connectTimeout)
 		if err == nil {
 			return conn, e, nil
 		}
@@ -384,9 +386,15 @@ func (c *cluster) dial(ctx context.Context, p *pickReq) (*net.TCPConn, *endpoint
 	return nil, nil, lastErr
 }
 
-func dialTCP(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+// dial connects to the endpoint. TCP keep-alive probes are off: idle
+// timeouts close dead connections, and each probe setting is a syscall per
+// connection.
+func (e *endpoint) dial(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
+	if e.ap.IsValid() {
+		return d.DialTCP(ctx, "tcp", netip.AddrPort{}, e.ap)
+	}
+	conn, err := d.DialContext(ctx, "tcp", e.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 // keep-alive connections.
 type endpoint struct {
 	addr string
+	ap   netip.AddrPort // addr parsed, when it is an IP address
 	id   string
 	c    *cluster
 

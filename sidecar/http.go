@@ -72,7 +72,7 @@ func (c *cluster) getConn(e *endpoint, fresh, needAlive bool) (*upConn, bool, er
 			return uc, true, nil
 		}
 	}
-	conn, err := dialTCP(context.Background(), e.addr, c.st.connectTimeout)
+	conn, err := e.dial(context.Background(), c.st.connectTimeout)
 	if err != nil {
 		return nil, false, err
 	}
@@ -114,14 +114,20 @@ func (l *listener) serveHTTP(cc *clientConn) {
 			httpConnPool.Put(s)
 		}
 	}()
+	var deadlineSet time.Time
 	for {
 		h := l.h.Load()
 		cc.idle.Store(true)
 		if l.isDraining() {
 			return
 		}
-		if h.settings.idleTimeout > 0 {
-			cc.c.SetReadDeadline(time.Now().Add(h.settings.idleTimeout))
+		if idle := h.settings.idleTimeout; idle > 0 {
+			// Moving the deadline costs a timer update per request; move
+			// it only when a sixteenth of the timeout has passed.
+			if now := time.Now(); now.Sub(deadlineSet) > idle/16 {
+				cc.c.SetReadDeadline(now.Add(idle))
+				deadlineSet = now
+			}
 		}
 		if s.br.Buffered() == 0 {
 			if _, err := s.br.Peek(1); err != nil {

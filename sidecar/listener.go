@@ -199,9 +199,7 @@ func (l *listener) serveTCP(client *net.TCPConn, h *handler, r *route, prefix []
 	if c.st.balancer == BalancerHash {
 		p.key = hashClientIP(client)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), st.connectTimeout*time.Duration(st.maxAttempts))
-	up, e, err := c.dial(ctx, &p)
-	cancel()
+	up, e, err := c.dial(context.Background(), &p) // each attempt bounded by connectTimeout
 	if err != nil {
 		if errors.Is(err, errNoInstance) {
 			r.metrics.noInstance(c.name).Inc()

@@ -143,7 +143,7 @@ func (m *Manager) apply(ctx context.Context, owner string, want []*listenerSpec)
 		if old, ok := m.listeners[k]; ok && old.spec.owner == owner {
 			continue
 		}
-		var lc net.ListenConfig
+		lc := net.ListenConfig{KeepAlive: -1} // idle timeouts instead of a syscall per connection
 		ln, err := lc.Listen(ctx, "tcp", k)
 		if err != nil {
 			return fail(fmt.Errorf("sidecar: %s listener %q on %s: %w: %w", owner, w.name, k, ErrListen, err))
@@ -278,8 +278,17 @@ func sidecarListeners(p ProxySpec) []*listenerSpec {
 			},
 		})
 	}
+	names := map[string]int{}
 	for _, u := range p.Upstreams {
+		names[u.DestinationName]++
+	}
+	for _, u := range p.Upstreams {
+		// "<proxy>/<destination>", with the port when one destination
+		// has several listeners.
 		name := p.ID + "/" + u.DestinationName
+		if names[u.DestinationName] > 1 {
+			name += ":" + strconv.Itoa(u.LocalBindPort)
+		}
 		out = append(out, &listenerSpec{
 			name:     name,
 			owner:    ownerSidecar,

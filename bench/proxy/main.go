@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -44,7 +46,11 @@ func main() {
 	l7 := flag.String("l7", "127.0.0.1:29002", "L7 (http) upstream listener")
 	backends := flag.String("backends", "", "comma-separated backend addresses (host:port)")
 	balancer := flag.String("balancer", "round_robin", "balancer")
+	pprof := flag.String("pprof", "", "serve net/http/pprof on this address (profiling)")
 	flag.Parse()
+	if *pprof != "" {
+		go http.ListenAndServe(*pprof, nil)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	src := &staticSource{snap: catalog.Snapshot{Service: "backend", Fetched: time.Now()}}
 	for i, b := range strings.Split(*backends, ",") {

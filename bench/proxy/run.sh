@@ -104,7 +104,7 @@ wait_port $OURS4; wait_port $OURS7
 cat >"$tmp/haproxy.cfg" <<HA
 global
 	nbthread $PROCS
-	maxconn 20000
+	maxconn 4096
 defaults
 	timeout connect 5s
 	timeout client 60s
@@ -138,7 +138,6 @@ cat >"$tmp/Caddyfile" <<CAD
 {
 	admin off
 	auto_https off
-	persist_config off
 }
 :$CADDY {
 	bind 127.0.0.1
