@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outrigger/outrigger/config"
 )
 
 func decodeJSON(t testing.TB, s string) any {
@@ -87,4 +89,34 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseConfigFromHCL feeds ParseConfig what the config package keeps
+// of an HCL file's templates blocks.
+func TestParseConfigFromHCL(t *testing.T) {
+	f, err := config.ParseBytes("a.hcl", []byte(`
+templates {
+  source = "in.ctmpl"
+  destination = "out.conf"
+  command = "nginx -s reload"
+  wait { min = "1s" max = "3s" }
+}
+templates {
+  source = "b.ctmpl"
+  destination = "b.conf"
+}
+`), "hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.DefaultConfig()
+	f.ApplyTo(&c)
+	defs, err := ParseConfig(c.Extra["templates"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(defs) != 2 || defs[0].Spec != (Spec{"in.ctmpl", "out.conf", "nginx -s reload"}) ||
+		defs[0].Wait != (Wait{time.Second, 3 * time.Second}) || defs[1].Spec.Dest != "b.conf" {
+		t.Errorf("got %+v", defs)
+	}
 }

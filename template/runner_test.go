@@ -259,6 +259,27 @@ func TestRunnerAgainstAgent(t *testing.T) {
 		}
 	})
 
+	t.Run("nodes and node", func(t *testing.T) {
+		put(t, addr, "/v1/agent/service/register", `{"ID": "cache1", "Name": "cache", "Port": 6379, "Tags": ["primary"]}`)
+		// Registration reaches the catalog by anti-entropy: start once it
+		// is there, so that the first render is the only one.
+		testutil.WaitFor(t, 20*time.Second, "cache1 in the catalog", func() error {
+			resp, err := http.Get("http://" + addr + "/v1/catalog/service/cache")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var es []any
+			if err := json.NewDecoder(resp.Body).Decode(&es); err != nil || len(es) == 0 {
+				return fmt.Errorf("not yet (%v)", err)
+			}
+			return nil
+		})
+		f := newFixture(t, `{{ range nodes }}{{ .Node }}@{{ .Address }} {{ end }}|{{ with node }}{{ .Node.Node }}:{{ range .Services }}{{ if eq .Service "cache" }}{{ .ID }}{{ .Tags }}{{ end }}{{ end }}{{ end }}|{{ with node "tmpl1" }}{{ .Node.Node }}{{ end }}|{{ node "no-such-node" }}`)
+		start(t, Config{Templates: []Spec{f.spec()}})
+		f.waitRuns(t, 1, "tmpl1@127.0.0.1 |tmpl1:cache1[primary]|tmpl1|<nil>")
+	})
+
 	t.Run("dry prints", func(t *testing.T) {
 		put(t, addr, "/v1/kv/dry/k", "d")
 		f := newFixture(t, `dry={{ key "dry/k" }}`)
