@@ -44,6 +44,8 @@ type cluster struct {
 	retries  atomic.Int64 // retries in flight
 	met      *clusterMetrics
 
+	lastNoInstanceLog atomic.Int64 // unix ns
+
 	stop   context.CancelFunc
 	done   chan struct{}
 	closed atomic.Bool
@@ -414,4 +416,12 @@ func (c *cluster) retryAllowed() bool {
 		return false
 	}
 	return true
+}
+
+// logNoInstance rate-limits the "no healthy instance" log line to one per
+// cluster every 10 seconds (the metric counts every one).
+func (c *cluster) logNoInstance() bool {
+	now := time.Now().UnixNano()
+	last := c.lastNoInstanceLog.Load()
+	return now-last > int64(10*time.Second) && c.lastNoInstanceLog.CompareAndSwap(last, now)
 }

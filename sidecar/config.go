@@ -247,7 +247,9 @@ type Upstream struct {
 // Limits bound one upstream. Zero means no limit.
 type Limits struct {
 	// MaxConnections bounds the connections to the upstream's instances
-	// (together).
+	// (together) that are in use: for tcp every proxied connection, for
+	// http the upstream connections carrying a request (idle keep-alive
+	// connections do not count).
 	MaxConnections int
 	// MaxPendingRequests bounds the connections or requests waiting for
 	// one of MaxConnections; beyond it they are refused (L4: closed;

@@ -167,7 +167,7 @@ func (l *listener) serveHTTP(cc *clientConn) {
 func (l *listener) tunnelH2(cc *clientConn, s *httpConn, h *handler) {
 	r := h.catchAll()
 	if r == nil {
-		l.m.log.Warn("sidecar: HTTP/2 connection without a catch-all route; closing", "listener", l.spec.name)
+		l.m.log.Warn("sidecar: HTTP/2 connection without a catch-all route; closing", "listener", l.name)
 		return
 	}
 	prefix := append([]byte("PRI * HTTP/2.0\r\n"), peekBuffered(s.br)...)
@@ -260,7 +260,9 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 	c.waitReady(st.connectTimeout)
 	if len(c.set.Load().eps) == 0 {
 		r.metrics.noInstance(c.name).Inc()
-		l.m.log.Warn("sidecar: no healthy instance", "listener", l.spec.name, "route", r.spec.name, "upstream", c.name)
+		if c.logNoInstance() {
+			l.m.log.Warn("sidecar: no healthy instance; answering 503", "listener", l.name, "route", r.spec.name, "upstream", c.name)
+		}
 		return respond(503, "no healthy instance of "+c.name)
 	}
 	if !c.conns.acquire(st.connectTimeout) {

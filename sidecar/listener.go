@@ -14,6 +14,7 @@ import (
 // current handler (swapped in place when its spec changes).
 type listener struct {
 	m    *Manager
+	name string        // fixed at creation (logs, metrics)
 	spec *listenerSpec // guarded by m.mu
 	ln   *net.TCPListener
 	h    atomic.Pointer[handler]
@@ -71,7 +72,7 @@ func (r *route) target() *cluster {
 }
 
 func newListener(m *Manager, spec *listenerSpec, ln *net.TCPListener, h *handler) *listener {
-	l := &listener{m: m, spec: spec, ln: ln, met: m.metrics.listener(spec.name),
+	l := &listener{m: m, name: spec.name, spec: spec, ln: ln, met: m.metrics.listener(spec.name),
 		conns: map[*clientConn]struct{}{}, done: make(chan struct{})}
 	l.h.Store(h)
 	return l
@@ -101,7 +102,7 @@ func (l *listener) serve() {
 			} else if backoff *= 2; backoff > time.Second {
 				backoff = time.Second
 			}
-			l.m.log.Warn("sidecar: accept", "listener", l.spec.name, "err", err)
+			l.m.log.Warn("sidecar: accept", "listener", l.name, "err", err)
 			time.Sleep(backoff)
 			continue
 		}
@@ -177,7 +178,7 @@ func (l *listener) shutdownCtx(ctx context.Context) {
 		}
 		l.mu.Unlock()
 		if n > 0 {
-			l.m.log.Info("sidecar: drain time over; closed connections", "listener", l.spec.name, "connections", n)
+			l.m.log.Info("sidecar: drain time over; closed connections", "listener", l.name, "connections", n)
 		}
 		<-ended
 	}
@@ -191,7 +192,7 @@ func (l *listener) serveTCP(client *net.TCPConn, h *handler, r *route, prefix []
 	st := &c.st
 	if !c.conns.acquire(st.connectTimeout) {
 		c.met.connOverflows.Inc()
-		l.m.log.Warn("sidecar: connection refused by limits", "listener", l.spec.name, "upstream", c.name)
+		l.m.log.Warn("sidecar: connection refused by limits", "listener", l.name, "upstream", c.name)
 		return
 	}
 	defer c.conns.release()
@@ -203,9 +204,11 @@ func (l *listener) serveTCP(client *net.TCPConn, h *handler, r *route, prefix []
 	if err != nil {
 		if errors.Is(err, errNoInstance) {
 			r.metrics.noInstance(c.name).Inc()
-			l.m.log.Warn("sidecar: no healthy instance; closing connection", "listener", l.spec.name, "upstream", c.name)
+			if c.logNoInstance() {
+				l.m.log.Warn("sidecar: no healthy instance; closing connection", "listener", l.name, "upstream", c.name)
+			}
 		} else {
-			l.m.log.Warn("sidecar: cannot reach any instance; closing connection", "listener", l.spec.name, "upstream", c.name, "err", err)
+			l.m.log.Warn("sidecar: cannot reach any instance; closing connection", "listener", l.name, "upstream", c.name, "err", err)
 		}
 		return
 	}

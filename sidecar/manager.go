@@ -170,6 +170,11 @@ func (m *Manager) apply(ctx context.Context, owner string, want []*listenerSpec)
 			if reflect.DeepEqual(l.spec, w) {
 				continue
 			}
+			if l.name != w.name {
+				// Renamed on the same address: metrics and logs keep
+				// the first name until the listener is recreated.
+				w.name = l.name
+			}
 			m.log.Info("sidecar: updating listener", "listener", w.name, "addr", k)
 			l.update(w, m.newHandler(w))
 			continue
