@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -25,8 +26,10 @@ type dnsCatalog struct {
 	view   *catalog.View
 	gossip *gossip.Gossip
 
-	mu    sync.Mutex
-	cache map[string]dnsCacheEntry // converted instances per service and index
+	// cache holds the converted instances per service name, for the
+	// view's index they came from: read without a lock on every query.
+	cache   sync.Map // string -> *dnsCacheEntry
+	entries atomic.Int64
 }
 
 type dnsCacheEntry struct {
@@ -34,8 +37,12 @@ type dnsCacheEntry struct {
 	instances []dnsserver.Instance
 }
 
+// maxDNSCache bounds the cache; beyond it, it starts over (the view's own
+// idle timeout bounds the names in use, so this is only a backstop).
+const maxDNSCache = 1 << 16
+
 func newDNSCatalog(view *catalog.View, g *gossip.Gossip) *dnsCatalog {
-	return &dnsCatalog{view: view, gossip: g, cache: map[string]dnsCacheEntry{}}
+	return &dnsCatalog{view: view, gossip: g}
 }
 
 // Service implements dnsserver.Catalog.
@@ -45,11 +52,10 @@ func (c *dnsCatalog) Service(ctx context.Context, name string) ([]dnsserver.Inst
 		return nil, false, false, err
 	}
 	stale := snap.Stale
-	c.mu.Lock()
-	ce, ok := c.cache[name]
-	c.mu.Unlock()
-	if ok && ce.index == snap.Index && snap.Index != 0 {
-		return ce.instances, len(ce.instances) > 0, stale, nil
+	if v, ok := c.cache.Load(name); ok {
+		if ce := v.(*dnsCacheEntry); ce.index == snap.Index && snap.Index != 0 {
+			return ce.instances, len(ce.instances) > 0, stale, nil
+		}
 	}
 	out := make([]dnsserver.Instance, 0, len(snap.Entries))
 	for _, e := range snap.Entries {
@@ -65,12 +71,13 @@ func (c *dnsCatalog) Service(ctx context.Context, name string) ([]dnsserver.Inst
 			Weights: dnsserver.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
 		})
 	}
-	c.mu.Lock()
-	if len(c.cache) > 4096 { // bounded by use; drop everything rather than track LRU
-		c.cache = map[string]dnsCacheEntry{}
+	if c.entries.Load() >= maxDNSCache { // drop everything rather than track LRU
+		c.cache.Clear()
+		c.entries.Store(0)
 	}
-	c.cache[name] = dnsCacheEntry{index: snap.Index, instances: out}
-	c.mu.Unlock()
+	if _, loaded := c.cache.Swap(name, &dnsCacheEntry{index: snap.Index, instances: out}); !loaded {
+		c.entries.Add(1)
+	}
 	return out, len(out) > 0, stale, nil
 }
 

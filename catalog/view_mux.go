@@ -222,8 +222,8 @@ func (m *viewMux) run() {
 				wake = max(d, 0)
 			}
 		}
-		if fetch == nil && (len(retry) > 0) {
-			next(fetchAt.Sub(now))
+		if fetch == nil && now.Before(fetchAt) {
+			next(fetchAt.Sub(now)) // new subscriptions may be queued meanwhile
 		}
 		if poll == nil && len(active) > 0 {
 			next(pollAt.Sub(now))

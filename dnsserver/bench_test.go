@@ -10,7 +10,7 @@ import (
 
 // benchServer is a Server (not listening) over a catalog holding web with
 // 3 passing instances and, when many > 0, that many other services.
-func benchServer(b *testing.B, many int) *Server {
+func benchServer(b testing.TB, many int) *Server {
 	cat := NewMemCatalog()
 	cat.SetService("web", manyInstances("web", 3)...)
 	for i := range many {

@@ -231,7 +231,11 @@ func (x *exchange) write(m *dns.Msg) {
 	if cap(x.buf) < dns.MinMsgSize {
 		x.buf = make([]byte, dns.MinMsgSize)
 	}
-	b, err := m.PackBuffer(x.buf[:cap(x.buf)])
+	b, fast := packFast(m, x.buf)
+	var err error
+	if !fast {
+		b, err = m.PackBuffer(x.buf[:cap(x.buf)])
+	}
 	if err != nil {
 		// Only data we were given can fail to pack (say, a name too
 		// long for the wire): answer SERVFAIL rather than nothing.

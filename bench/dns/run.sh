@@ -7,7 +7,8 @@
 # (the agent's view is demand-driven), and the web mix is measured again.
 #
 # Usage: bench/dns/run.sh   (knobs: DURATION=20 ROUNDS=2 CT=4x1 SWEEP="1x1 4x1 8x2 16x2" LAT_DURATION=10 LAT_RATE=auto
-#                            EXTRA=10000 BASE=28000 NO_BUILD=0 KEEP=0)
+#                            EXTRA=10000 BASE=28000 NO_BUILD=0 KEEP=0 AGENT=bin/agent)
+# AGENT=path runs that binary instead of building bin/agent (e.g. an older build, for a before/after).
 # Prints a markdown table (ours, Knot, ratio); raw output under bench/results/dns-<UTC time>/.
 # Every process it starts is stopped on exit (trap).
 set -euo pipefail
@@ -26,6 +27,7 @@ EXTRA=${EXTRA:-10000}            # extra services for the "large view" case
 BASE=${BASE:-28000}              # ports: ours http BASE+500, dns BASE+600, serf BASE+301, server BASE+300; knot BASE+700
 NO_BUILD=${NO_BUILD:-0}
 KEEP=${KEEP:-0}                  # keep the temp dir (agent/knot data)
+AGENT=${AGENT:-}                 # agent binary to run; default: build bin/agent
 CMDLINE="bench/dns/run.sh"
 for vd in DURATION=20 ROUNDS=2 CT=4x1 SWEEP= LAT_DURATION=10 LAT_RATE=auto EXTRA=10000 BASE=28000; do
 	v=${vd%%=*}
@@ -46,8 +48,12 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
-[ "$NO_BUILD" = 1 ] || make -s build
-AGENT=$root/bin/agent
+if [ -z "$AGENT" ]; then
+	[ "$NO_BUILD" = 1 ] || make -s build
+	AGENT=$root/bin/agent
+else
+	CMDLINE="AGENT=$AGENT $CMDLINE"
+fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$root/bench/results/dns-$stamp
