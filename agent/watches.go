@@ -19,8 +19,19 @@ import (
 // must not be silently missing). Otherwise it returns nil at once, the
 // watches and templates running in the background.
 func (a *Agent) runWatchesAndTemplates(ctx context.Context) error {
+	// Stop with the agent, before its HTTP API goes away under the
+	// watches (which would log failed queries during shutdown).
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-a.stopped:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
 	err := a.startWatchesAndTemplates(ctx, a.cfg.Extra)
 	if err != nil {
+		cancel()
 		a.log.Error("watches and templates: bad configuration; stopping", "err", err)
 		a.Stop()
 	}
