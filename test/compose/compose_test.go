@@ -25,7 +25,7 @@ func TestClusterForms(t *testing.T) {
 	c.waitWhole(t, 3*time.Minute)
 	if c.wholeAfter == 0 {
 		c.wholeAfter = time.Since(c.started)
-		t.Logf("FIGURE compose cluster: whole (leader, 3 Raft peers, 7 agents alive, 11 checks passing) %v after `up -d`", c.wholeAfter.Round(time.Millisecond))
+		t.Logf("FIGURE compose cluster: images built in %v, `up -d` took %v, whole (leader, 3 Raft peers, 7 agents alive, 11 checks passing) %v after `up -d` began", c.built.Round(time.Millisecond), c.upTook.Round(time.Millisecond), c.wholeAfter.Round(time.Millisecond))
 	}
 	for _, svc := range []string{"web", "api"} {
 		var entries []struct {

@@ -54,6 +54,8 @@ type cluster struct {
 	http    string   // server1's published HTTP address (fixed port)
 	dns     string   // server1's published DNS address
 	started time.Time
+	built   time.Duration // building the three images took
+	upTook  time.Duration // `up -d` took
 	// wholeAfter is how long after `up -d` the cluster was first whole.
 	wholeAfter time.Duration
 
@@ -134,6 +136,7 @@ func startCluster() (skip string, err error) {
 	}
 	sharedCluster = c // torn down by TestMain from here on
 
+	buildStart := time.Now()
 	agentImg, echoImg, dnsqImg := "outrigger/agent:"+tag, "outrigger/echo:"+tag, "outrigger/dnsq:"+tag
 	if err := c.buildImage(agentImg, "agent", filepath.Join(repoRoot(), "Dockerfile"), ""); err != nil {
 		return "", err
@@ -160,10 +163,12 @@ func startCluster() (skip string, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	c.built = time.Since(buildStart)
 	c.started = time.Now()
 	if out, err := c.composeRun(ctx, "up", "-d"); err != nil {
 		return "", fmt.Errorf("compose up: %v\n%s", err, out)
 	}
+	c.upTook = time.Since(c.started)
 	for _, svc := range append(append(append([]string{}, servers...), apps...), sidecars()...) {
 		out, err := c.composeRun(ctx, "ps", "-q", svc)
 		id := strings.TrimSpace(out)
@@ -489,61 +494,80 @@ func (c *cluster) waitWhole(t *testing.T, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	nodes := append(append([]string{}, servers...), apps...)
+	// What kept the cluster from being whole, and from when: printed when
+	// the wait was long, to tell which part was slow.
+	var trail []string
+	last := ""
+	defer func() {
+		if d := time.Since(start); d > 10*time.Second {
+			t.Logf("waiting %v for a whole cluster; it was not because:\n%s", d.Round(time.Millisecond), strings.Join(trail, "\n"))
+		}
+	}()
 	testutil.WaitFor(t, timeout, "a whole cluster: a leader, 3 peers, 7 alive members seen by all, every check passing", func() error {
-		var peers []string
-		if err := getJSON(c.http, "/v1/status/peers", &peers); err != nil {
-			return err
+		err := c.whole(nodes)
+		if msg := fmt.Sprint(err); err != nil && msg != last {
+			last = msg
+			trail = append(trail, fmt.Sprintf("  %8v %s", time.Since(start).Round(time.Millisecond), msg))
 		}
-		if len(peers) != 3 {
-			return fmt.Errorf("raft peers %v", peers)
-		}
-		var leaders []string
-		for _, s := range servers {
-			l, err := c.leader(s)
-			if err != nil {
-				return err
-			}
-			leaders = append(leaders, l)
-		}
-		if leaders[0] != leaders[1] || leaders[1] != leaders[2] {
-			return fmt.Errorf("servers disagree on the leader: %v", leaders)
-		}
-		for _, n := range nodes {
-			addr, err := c.httpAddr(n)
-			if err != nil {
-				return err
-			}
-			var ms []member
-			if err := getJSON(addr, "/v1/agent/members", &ms); err != nil {
-				return fmt.Errorf("%s: %v", n, err)
-			}
-			alive := 0
-			for _, m := range ms {
-				if m.Status == 1 {
-					alive++
-				}
-			}
-			if alive != len(nodes) || len(ms) != len(nodes) {
-				return fmt.Errorf("%s sees %d alive of %d members", n, alive, len(ms))
-			}
-		}
-		var checks []struct{ Node, CheckID, Status string }
-		if err := getJSON(c.http, "/v1/health/state/any", &checks); err != nil {
-			return err
-		}
-		want := len(nodes) + len(apps) // serfHealth of each node + one per app
-		var bad []string
-		for _, ch := range checks {
-			if ch.Status != "passing" {
-				bad = append(bad, ch.Node+"/"+ch.CheckID+"="+ch.Status)
-			}
-		}
-		if len(bad) > 0 || len(checks) != want {
-			return fmt.Errorf("%d checks (want %d), not passing: %v", len(checks), want, bad)
-		}
-		return nil
+		return err
 	})
 	return time.Since(start)
+}
+
+// whole returns why the cluster is not whole, or nil.
+func (c *cluster) whole(nodes []string) error {
+	var peers []string
+	if err := getJSON(c.http, "/v1/status/peers", &peers); err != nil {
+		return err
+	}
+	if len(peers) != 3 {
+		return fmt.Errorf("raft peers %v", peers)
+	}
+	var leaders []string
+	for _, s := range servers {
+		l, err := c.leader(s)
+		if err != nil {
+			return err
+		}
+		leaders = append(leaders, l)
+	}
+	if leaders[0] != leaders[1] || leaders[1] != leaders[2] {
+		return fmt.Errorf("servers disagree on the leader: %v", leaders)
+	}
+	for _, n := range nodes {
+		addr, err := c.httpAddr(n)
+		if err != nil {
+			return err
+		}
+		var ms []member
+		if err := getJSON(addr, "/v1/agent/members", &ms); err != nil {
+			return fmt.Errorf("%s: %v", n, err)
+		}
+		alive := 0
+		for _, m := range ms {
+			if m.Status == 1 {
+				alive++
+			}
+		}
+		if alive != len(nodes) || len(ms) != len(nodes) {
+			return fmt.Errorf("%s sees %d alive of %d members", n, alive, len(ms))
+		}
+	}
+	var checks []struct{ Node, CheckID, Status string }
+	if err := getJSON(c.http, "/v1/health/state/any", &checks); err != nil {
+		return err
+	}
+	want := len(nodes) + len(apps) // serfHealth of each node + one per app
+	var bad []string
+	for _, ch := range checks {
+		if ch.Status != "passing" {
+			bad = append(bad, ch.Node+"/"+ch.CheckID+"="+ch.Status)
+		}
+	}
+	if len(bad) > 0 || len(checks) != want {
+		return fmt.Errorf("%d checks (want %d), not passing: %v", len(checks), want, bad)
+	}
+	return nil
 }
 
 // kvPut writes one key through a node's agent; nil means acknowledged.
