@@ -293,11 +293,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startIngress(ctx)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- a.http.Serve(ctx) }()
+	// The configuration's watches and templates, against the API just
+	// started; a bad one stops the agent with the error.
+	wtErr := a.runWatchesAndTemplates(ctx)
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case <-a.stopped:
+		err = wtErr
 	case err = <-httpErr:
 		if err != nil {
 			err = fmt.Errorf("agent: http: %w", err)
