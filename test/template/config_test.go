@@ -41,13 +41,19 @@ func TestAgentConfigWatchesAndTemplates(t *testing.T) {
 	}
 	p := testutil.NewProc(t, bin, "cfgagent", "-dev", "-config-file", cfgFile)
 	p.Start()
-	// Run starts the watches before it serves HTTP, so by now the log
-	// says whether this build starts them at all.
-	if !strings.Contains(p.Logs(), "watches and templates started") {
-		if strings.Contains(p.Logs(), "watches and templates") {
-			t.Fatalf("the agent did not start its watches and templates:\n%s", p.Logs())
+	// Run starts the watches as it starts serving HTTP: the log soon says
+	// whether this build starts them at all.
+	started := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if logs := p.Logs(); strings.Contains(logs, "watches and templates started") {
+			started = true
+			break
+		} else if strings.Contains(logs, "watches and templates") {
+			t.Fatalf("the agent did not start its watches and templates:\n%s", logs)
 		}
-		t.Skip("agent.Run does not call runWatchesAndTemplates yet (one line in agent/agent.go): skipping the in-agent test")
+	}
+	if !started {
+		t.Skip("agent.Run does not call runWatchesAndTemplates (agent/agent.go): skipping the in-agent test")
 	}
 	read := func(name string) string {
 		b, _ := os.ReadFile(filepath.Join(dir, name))
@@ -93,6 +99,9 @@ func TestAgentConfigWatchesAndTemplates(t *testing.T) {
 	case out := <-done:
 		if !strings.Contains(string(out), "watches[0].args") || !strings.Contains(string(out), "not executable") {
 			t.Errorf("the agent's log does not name the bad handler:\n%s", out)
+		}
+		if code := cmd.ProcessState.ExitCode(); code == 0 {
+			t.Errorf("the agent exited 0 with a handler that cannot run; want a failure")
 		}
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
