@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -314,6 +315,40 @@ func TestWatchAgainstAgent(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("http handler", func(t *testing.T) {
+		type hook struct {
+			method, index, token string
+			body                 []byte
+		}
+		hooks := make(chan hook, 10)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			hooks <- hook{r.Method, r.Header.Get("X-Consul-Index"), r.Header.Get("X-Token"), b}
+		}))
+		defer srv.Close()
+		defs, err := ParseConfig([]any{map[string]any{"type": "key", "key": "hook/k", "handler_type": "http",
+			"http_handler_config": map[string]any{"path": srv.URL + "/hook", "method": "PUT",
+				"header": map[string]any{"X-Token": []any{"s3cret"}}, "timeout": "5s"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := defs[0].Handler()
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(t, addr, "/v1/kv/hook/k", "v1")
+		start(t, defs[0].Plan, h)
+		select {
+		case got := <-hooks:
+			v, err := kvValue(string(got.body))
+			if got.method != "PUT" || got.token != "s3cret" || got.index == "" || err != nil || v != "v1" {
+				t.Errorf("hook got %+v (%v)", got, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("no hook call")
+		}
 	})
 
 	t.Run("handler failure logged", func(t *testing.T) {
