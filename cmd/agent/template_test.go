@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outrigger/outrigger/internal/testutil"
 )
@@ -107,5 +110,72 @@ func TestTemplateProcess(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(combined), "exit_code=7") ||
 		!strings.Contains(string(combined), "reload-broke") {
 		t.Errorf("exit %d (%v), output %s; want 1 with the command's exit code and output", code, err, combined)
+	}
+}
+
+// TestTemplateBurst: 50 K/V writes in a burst under -wait give a few
+// renders (and reloads), the last one with the last value.
+func TestTemplateBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test: skipped with -short")
+	}
+	bin := testutil.AgentBinary(t)
+	p := startAgent(t, bin, "tmplburst", "", "-dev")
+	waitLeader(t, p.httpAddr())
+	kvPut := func(v string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPut, "http://"+p.httpAddr()+"/v1/kv/burst/value", strings.NewReader(v))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	kvPut("initial")
+	dir := t.TempDir()
+	src := writeFile(t, "burst.ctmpl", `value={{ key "burst/value" }}`)
+	dest := filepath.Join(dir, "burst.conf")
+	reloads := filepath.Join(dir, "reloads")
+	var stderr syncBuffer
+	cmd := exec.Command(bin, "template", "-http-addr", p.httpAddr(), "-wait", "300ms:5s",
+		"-template", src+":"+dest+":cat "+dest+" >> "+reloads+"; echo >> "+reloads)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("agent template stderr:\n%s", stderr.String())
+		}
+	})
+	lines := func() []string {
+		b, _ := os.ReadFile(reloads)
+		return strings.Fields(string(b))
+	}
+	testutil.WaitFor(t, 20*time.Second, "the first render", func() error {
+		if l := lines(); len(l) != 1 || l[0] != "value=initial" {
+			return fmt.Errorf("reloads %q", l)
+		}
+		return nil
+	})
+	for i := range 50 {
+		kvPut(fmt.Sprintf("v%d", i))
+	}
+	testutil.WaitFor(t, 20*time.Second, "the render of the last value", func() error {
+		l := lines()
+		if l[len(l)-1] != "value=v49" {
+			return fmt.Errorf("reloads %q", l)
+		}
+		return nil
+	})
+	l := lines()
+	t.Logf("50 writes under -wait 300ms:5s: %d renders after the first", len(l)-1)
+	if len(l)-1 > 10 {
+		t.Errorf("%d renders for a burst of 50 writes, want a few: %q", len(l)-1, l)
+	}
+	if b, _ := os.ReadFile(dest); string(b) != "value=v49" {
+		t.Errorf("%s holds %q, want value=v49", dest, b)
 	}
 }
