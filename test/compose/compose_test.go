@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,16 +20,21 @@ import (
 // look first, then the ones that break something (each restores it).
 
 // 1. The cluster forms by itself: a leader among 3 servers, every agent
-// alive as every agent sees it, every service (and serfHealth) passing,
-// and the catalog holding each app at its container's address.
+// alive as every agent sees it, every service, sidecar proxy and
+// serfHealth passing, and the catalog holding each app and its sidecar
+// proxy at its container's address.
 func TestClusterForms(t *testing.T) {
 	c := shared(t)
 	c.waitWhole(t, 3*time.Minute)
 	if c.wholeAfter == 0 {
 		c.wholeAfter = time.Since(c.started)
-		t.Logf("FIGURE compose cluster: images built in %v, `up -d` took %v, whole (leader, 3 Raft peers, 7 agents alive, 11 checks passing) %v after `up -d` began", c.built.Round(time.Millisecond), c.upTook.Round(time.Millisecond), c.wholeAfter.Round(time.Millisecond))
+		t.Logf("FIGURE compose cluster: images built in %v, `up -d` took %v, whole (leader, 3 Raft peers, 8 agents alive, 16 checks passing, ingress routing to 2 webs) %v after `up -d` began", c.built.Round(time.Millisecond), c.upTook.Round(time.Millisecond), c.wholeAfter.Round(time.Millisecond))
 	}
-	for _, svc := range []string{"web", "api"} {
+	for _, svc := range []string{"web", "api", "web-sidecar-proxy", "api-sidecar-proxy"} {
+		base, wantPort := svc, 8080
+		if b, ok := strings.CutSuffix(svc, "-sidecar-proxy"); ok {
+			base, wantPort = b, 21000
+		}
 		var entries []struct {
 			Node    struct{ Node, Address string }
 			Service struct {
@@ -40,13 +47,13 @@ func TestClusterForms(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, e := range entries {
-			if e.Service.Port != 8080 {
-				t.Errorf("%s on %s: port %d, want 8080", svc, e.Node.Node, e.Service.Port)
+			if e.Service.Port != wantPort {
+				t.Errorf("%s on %s: port %d, want %d", svc, e.Node.Node, e.Service.Port, wantPort)
 			}
 			got[e.Node.Node] = e.Node.Address
 		}
 		for app, s := range appService {
-			if s != svc {
+			if s != base {
 				continue
 			}
 			ip, err := c.ip(app)
@@ -66,15 +73,14 @@ func TestClusterForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(out, " alive "); n != 7 {
-		t.Errorf("server2's `agent members`: %d alive, want 7:\n%s", n, out)
+	if n := strings.Count(out, " alive "); n != len(nodes) {
+		t.Errorf("server2's `agent members`: %d alive, want %d:\n%s", n, len(nodes), out)
 	}
 }
 
 // 2. DNS from inside every app container, through its sidecar on
 // 127.0.0.1:8600 (a helper container in the app's network namespace asks),
-// through the published DNS ports from the host, and as the web app
-// itself uses it to find api.
+// and through the published DNS ports from the host.
 func TestDNS(t *testing.T) {
 	c := shared(t)
 	c.waitWhole(t, 2*time.Minute)
@@ -145,27 +151,6 @@ func TestDNS(t *testing.T) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("FIGURE compose DNS: api.service.consul right inside all 4 app namespaces and through %d published ports; %d queries from the host p50 %v p99 %v",
 		len(targets), len(lat), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
-
-	// The web app finds api through its sidecar's DNS, on every request.
-	seen := map[string]int{}
-	for _, web := range []string{"web1", "web2"} {
-		addr, err := c.published(web, "8080/tcp")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < 20; i++ {
-			code, body, err := httpGet("http://" + addr + "/")
-			if err != nil || code != 200 {
-				t.Fatalf("GET %s /: %d %q %v", web, code, body, err)
-			}
-			lines := strings.Split(strings.TrimSpace(body), "\n")
-			if len(lines) != 3 || lines[0] != web || (strings.TrimSpace(lines[2]) != "api1" && strings.TrimSpace(lines[2]) != "api2") {
-				t.Fatalf("GET %s /: %q, want %s then an api instance", web, body, web)
-			}
-			seen[web+"→"+strings.TrimSpace(lines[2])]++
-		}
-	}
-	t.Logf("web → api through the sidecars' DNS, 40 requests: %v", seen)
 }
 
 // 3. K/V written through one client agent reads back through another, in
@@ -223,61 +208,150 @@ func TestKVAcrossClientAgents(t *testing.T) {
 	t.Logf("FIGURE compose K/V: 20 writes through web1's sidecar read back through api2's (default + consistent) at once; slowest pair of reads %v", worst.Round(time.Microsecond))
 }
 
-// 7. An app instance stopped: its sidecar loses the network with it, so
-// gossip declares the node failed and its instance leaves DNS (every
-// agent's, the other web's included) and web's answers. The time to each
-// is printed; the goal is DNS within gossip detection + 1 s.
-func TestAppInstanceStopped(t *testing.T) {
+// The ingress routes by Host: api.localhost to api, the rest to web; web
+// calls api through its sidecar's upstream. Every answer names the web and
+// the api instance that served it, and both of each serve.
+func TestIngress(t *testing.T) {
 	c := shared(t)
 	c.waitWhole(t, 2*time.Minute)
-	victimIP, err := c.ip("api2")
-	if err != nil {
-		t.Fatal(err)
+	seen := map[string]int{}
+	var lat []time.Duration
+	for i := 0; i < 200; i++ {
+		start := time.Now()
+		code, body, err := httpGet("http://" + c.ingress + "/")
+		lat = append(lat, time.Since(start))
+		if err != nil || code != 200 {
+			t.Fatalf("GET / through the ingress: %d %q %v", code, body, err)
+		}
+		web, api, err := parseEcho(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[web+"→"+api]++
 	}
-	web1App, err := c.published("web1", "8080/tcp")
-	if err != nil {
-		t.Fatal(err)
+	webs, apis := map[string]bool{}, map[string]bool{}
+	for pair := range seen {
+		w, a, _ := strings.Cut(pair, "→")
+		webs[w], apis[a] = true, true
 	}
-	web1DNS, err := c.published("web1", "8600/udp")
-	if err != nil {
-		t.Fatal(err)
+	if !sameSet(webs, set("web1", "web2")) || !sameSet(apis, set("api1", "api2")) {
+		t.Errorf("200 requests through the ingress were served by %v, want both webs and both apis", seen)
 	}
+	byHost := map[string]int{}
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+c.ingress+"/", nil)
+		req.Host = "api.localhost"
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		name := strings.TrimSpace(string(b))
+		if resp.StatusCode != 200 || (name != "api1" && name != "api2") {
+			t.Fatalf("Host api.localhost through the ingress: %d %q, want an api instance's name", resp.StatusCode, b)
+		}
+		byHost[name]++
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("FIGURE compose ingress: 200 requests ingress → web's sidecar → web → its upstream → api's sidecar → api: p50 %v p99 %v; served by %v; Host api.localhost → %v",
+		lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), seen, byHost)
+}
 
-	// web1's app called continuously meanwhile.
-	stopLoop := make(chan struct{})
-	loopDone := make(chan [2]int)
+// parseEcho reads a web answer: "web1\nupstream URL answered:\n  api2\n".
+func parseEcho(body string) (web, api string, err error) {
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "web") || !strings.HasPrefix(lines[1], "upstream ") {
+		return "", "", fmt.Errorf("answer %q: want a web instance, then its upstream's answer", body)
+	}
+	return lines[0], strings.TrimSpace(lines[2]), nil
+}
+
+// loop calls url until stopped and counts failures (an error or a status
+// other than 200), keeping the first few.
+type loop struct {
+	stop chan struct{}
+	done chan struct{}
+
+	mu            sync.Mutex
+	total, failed int
+	firstFailures []string
+	slowest       time.Duration
+}
+
+func startLoop(url string) *loop {
+	l := &loop{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		var total, failed int
+		defer close(l.done)
 		for {
 			select {
-			case <-stopLoop:
-				loopDone <- [2]int{total, failed}
+			case <-l.stop:
 				return
 			default:
 			}
-			code, _, err := httpGet("http://" + web1App + "/")
-			total++
+			start := time.Now()
+			code, body, err := httpGet(url)
+			d := time.Since(start)
+			l.mu.Lock()
+			l.total++
+			l.slowest = max(l.slowest, d)
 			if err != nil || code != 200 {
-				failed++
+				l.failed++
+				if len(l.firstFailures) < 3 {
+					l.firstFailures = append(l.firstFailures, fmt.Sprintf("%d %q %v", code, firstLine(body), err))
+				}
 			}
-			time.Sleep(20 * time.Millisecond)
+			l.mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
+	return l
+}
+
+func (l *loop) halt() (total, failed int, first []string, slowest time.Duration) {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total, l.failed, l.firstFailures, l.slowest
+}
+
+// 7. An app instance stopped: its sidecar loses the network with it, so
+// gossip declares the node failed (or its check fails first) and the
+// instance leaves DNS (server1's, and api1's sidecar's) and the ingress.
+// The time to each is printed; the goal is within gossip detection + 1 s.
+func TestAppInstanceStopped(t *testing.T) {
+	c := shared(t)
+	c.waitWhole(t, 2*time.Minute)
+	victimIP, err := c.ip("web2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api1DNS, err := c.published("api1", "8600/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLoop("http://" + c.ingress + "/")
+	defer l.halt()
 
 	start := time.Now()
-	if _, err := docker(60*time.Second, "stop", "-t", "10", c.id("api2")); err != nil {
+	if _, err := docker(60*time.Second, "stop", "-t", "10", c.id("web2")); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Since(start)
-	var failedAt, dnsServer1, dnsWeb1 time.Duration
-	testutil.WaitFor(t, 60*time.Second, "api2 failed in members and gone from server1's and web1's DNS", func() error {
+	var failedAt, dnsServer1, dnsAPI1, ingressAt time.Duration
+	testutil.WaitFor(t, 60*time.Second, "web2 failed in members, gone from server1's and api1's DNS and from the ingress", func() error {
 		if failedAt == 0 {
 			var ms []member
 			if err := getJSON(c.http, "/v1/agent/members", &ms); err != nil {
 				return err
 			}
 			for _, m := range ms {
-				if m.Name == "api2" && m.Status != 1 {
+				if m.Name == "web2" && m.Status != 1 {
 					failedAt = time.Since(start)
 				}
 			}
@@ -285,11 +359,11 @@ func TestAppInstanceStopped(t *testing.T) {
 		for _, p := range []struct {
 			addr string
 			at   *time.Duration
-		}{{c.dns, &dnsServer1}, {web1DNS, &dnsWeb1}} {
+		}{{c.dns, &dnsServer1}, {api1DNS, &dnsAPI1}} {
 			if *p.at != 0 {
 				continue
 			}
-			ips, err := lookupA(p.addr, "api.service.consul.")
+			ips, err := lookupA(p.addr, "web.service.consul.")
 			if err != nil {
 				return err
 			}
@@ -297,53 +371,86 @@ func TestAppInstanceStopped(t *testing.T) {
 				*p.at = time.Since(start)
 			}
 		}
-		if failedAt == 0 || dnsServer1 == 0 || dnsWeb1 == 0 {
-			return fmt.Errorf("after %v: failed %v, gone from server1's DNS %v, from web1's %v", time.Since(start).Round(time.Millisecond), failedAt, dnsServer1, dnsWeb1)
+		if ingressAt == 0 {
+			if n, err := c.ingressInstances("web"); err == nil && n == 1 {
+				ingressAt = time.Since(start)
+			}
+		}
+		if failedAt == 0 || dnsServer1 == 0 || dnsAPI1 == 0 || ingressAt == 0 {
+			return fmt.Errorf("after %v: failed %v, gone from server1's DNS %v, from api1's %v, from the ingress %v",
+				time.Since(start).Round(time.Millisecond), failedAt, dnsServer1, dnsAPI1, ingressAt)
 		}
 		return nil
 	})
-	// The remaining instance still answers.
-	ips, err := lookupA(web1DNS, "api.service.consul.")
+	ips, err := lookupA(api1DNS, "web.service.consul.")
 	if err != nil || len(ips) != 1 {
-		t.Fatalf("web1's DNS after api2 stopped: %v %v, want api1 alone", ips, err)
+		t.Fatalf("api1's DNS after web2 stopped: %v %v, want web1 alone", ips, err)
 	}
-	// Once DNS dropped api2, web1 calls api1 only.
 	for i := 0; i < 10; i++ {
-		code, body, err := httpGet("http://" + web1App + "/")
-		if err != nil || code != 200 || !strings.HasSuffix(strings.TrimSpace(body), "api1") {
-			t.Fatalf("web1 after api2 left DNS: %d %q %v, want api1's answer", code, body, err)
+		code, body, err := httpGet("http://" + c.ingress + "/")
+		if err != nil || code != 200 || !strings.HasPrefix(body, "web1\n") {
+			t.Fatalf("the ingress after web2 left: %d %q %v, want web1's answer", code, body, err)
 		}
 	}
-	close(stopLoop)
-	counts := <-loopDone
-	dnsGone := max(dnsServer1, dnsWeb1)
+	// Requests that failed meanwhile are printed, not failed on: an
+	// instance whose app stops while its sidecar still runs is a crash,
+	// not a drain, and the issue asks for no failed request only for the
+	// orderly restarts of TestWebRestartsThroughIngress. (What fails here is
+	// reported in issue 7's report: the ingress does not retry a GET that
+	// got no response byte from an instance's sidecar.)
+	total, failed, first, slowest := l.halt()
+	gone := max(dnsServer1, dnsAPI1, ingressAt)
 	verdict := "met"
-	if dnsGone > failedAt+time.Second {
+	if gone > failedAt+time.Second {
 		verdict = "missed"
 	}
-	t.Logf("FIGURE compose app stopped: docker stop took %v; api2 failed in gossip after %v; gone from DNS after %v (server1) and %v (web1's sidecar); goal DNS ≤ detection + 1 s %s; web1 requests meanwhile: %d failed of %d",
-		stopped.Round(time.Millisecond), failedAt.Round(time.Millisecond), dnsServer1.Round(time.Millisecond), dnsWeb1.Round(time.Millisecond), verdict, counts[1], counts[0])
+	t.Logf("FIGURE compose app stopped: docker stop took %v; web2 failed in gossip after %v; gone from DNS after %v (server1) and %v (api1's sidecar), from the ingress after %v; goal ≤ detection + 1 s %s; requests through the ingress meanwhile: %d failed of %d %v, slowest %v",
+		stopped.Round(time.Millisecond), failedAt.Round(time.Millisecond), dnsServer1.Round(time.Millisecond), dnsAPI1.Round(time.Millisecond), ingressAt.Round(time.Millisecond), verdict, failed, total, first, slowest.Round(time.Millisecond))
 
 	// Restore: the app again, then its sidecar, which must re-enter the
 	// app's new network namespace (it kept the old one, now unplugged).
-	if _, err := docker(60*time.Second, "start", c.id("api2")); err != nil {
+	if _, err := docker(60*time.Second, "start", c.id("web2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := docker(60*time.Second, "restart", "-t", "10", c.id("api2-agent")); err != nil {
+	if _, err := docker(60*time.Second, "restart", "-t", "10", c.id("web2-agent")); err != nil {
 		t.Fatal(err)
 	}
 	back := c.waitWhole(t, 2*time.Minute)
-	t.Logf("api2 and its sidecar restarted: cluster whole again after %v", back.Round(time.Millisecond))
+	t.Logf("web2 and its sidecar restarted: cluster whole again after %v", back.Round(time.Millisecond))
 }
 
-func httpGet(url string) (int, string, error) {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return 0, "", err
+// 7b. The web instances restarted one by one as a pod is: the sidecar
+// stopped first (a client agent leaves gracefully on SIGTERM), then the
+// app; the app started, then the sidecar. A client loop through the
+// ingress sees no failed request.
+func TestWebRestartsThroughIngress(t *testing.T) {
+	c := shared(t)
+	c.waitWhole(t, 2*time.Minute)
+	l := startLoop("http://" + c.ingress + "/")
+	defer l.halt()
+	var report []string
+	for _, web := range []string{"web1", "web2"} {
+		start := time.Now()
+		for _, step := range [][]string{
+			{"stop", "-t", "10", c.id(web + "-agent")},
+			{"stop", "-t", "10", c.id(web)},
+			{"start", c.id(web)},
+			{"start", c.id(web + "-agent")},
+		} {
+			if _, err := docker(60*time.Second, step...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		took := time.Since(start)
+		whole := c.waitWhole(t, 2*time.Minute)
+		report = append(report, fmt.Sprintf("%s restarted in %v, back in the ingress %v later", web, took.Round(time.Millisecond), whole.Round(time.Millisecond)))
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, string(b), err
+	total, failed, first, slowest := l.halt()
+	if failed > 0 {
+		t.Errorf("%d of %d requests through the ingress failed while the webs restarted: %v", failed, total, first)
+	}
+	t.Logf("FIGURE compose web restarts: %s; requests through the ingress: %d failed of %d, slowest %v",
+		strings.Join(report, "; "), failed, total, slowest.Round(time.Millisecond))
 }
 
 func lookupA(addr, name string) (map[string]bool, error) {

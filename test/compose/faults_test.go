@@ -262,7 +262,9 @@ func TestPartitionedServer(t *testing.T) {
 	}
 
 	// The minority refuses writes, with an error that says why.
+	refuseStart := time.Now()
 	out, err := c.agentExec(60*time.Second, victim, "kv", "put", "partition/minority", "must-not-be-acknowledged")
+	refuseTook := time.Since(refuseStart)
 	if err == nil {
 		t.Fatalf("cut-off %s acknowledged a write: %q", victim, out)
 	}
@@ -330,8 +332,8 @@ func TestPartitionedServer(t *testing.T) {
 		t.Logf("note: the write the cut-off server refused is in the store after all (%q); it was refused, not acknowledged, so no rule is broken", v)
 	}
 	_, failed, _ := w.snapshot()
-	t.Logf("FIGURE compose partition: leader %s cut off; majority elected %s after %v, client writes resumed after %v; minority refused writes (%q) and served stale reads; healed after %v, converged %v later; acknowledged %d, lost %d, failed %d (%s)",
-		victim, nl, election.Round(time.Millisecond), resumed.Round(time.Millisecond), refusal, partitioned.Round(time.Millisecond), converged.Round(time.Millisecond), acked, len(mustLost(t, c, w)), failed, w.errSummary())
+	t.Logf("FIGURE compose partition: leader %s cut off; majority elected %s after %v, client writes resumed after %v; minority refused a write in %v (%q) and served stale reads; healed after %v, converged %v later; acknowledged %d, lost %d, failed %d (%s)",
+		victim, nl, election.Round(time.Millisecond), resumed.Round(time.Millisecond), refuseTook.Round(time.Millisecond), refusal, partitioned.Round(time.Millisecond), converged.Round(time.Millisecond), acked, len(mustLost(t, c, w)), failed, w.errSummary())
 }
 
 // 6. The three servers restarted one at a time (docker restart: SIGTERM,
@@ -384,8 +386,8 @@ func TestRollingRestart(t *testing.T) {
 }
 
 // 8. Every server stopped: the sidecars keep answering DNS from their last
-// known view and web keeps reaching api through it; K/V writes fail with
-// an error naming the missing servers. The servers started again, the
+// known view, web keeps reaching api through its upstream and the ingress
+// keeps routing; K/V writes fail with an error naming the missing servers. The servers started again, the
 // cluster is whole and writes work.
 func TestAllServersStopped(t *testing.T) {
 	c := shared(t)
@@ -434,6 +436,10 @@ func TestAllServersStopped(t *testing.T) {
 			if err != nil || code != 200 {
 				return fmt.Errorf("GET %s: %d %q %v", web, code, body, err)
 			}
+		}
+		code, body, err := httpGet("http://" + c.ingress + "/")
+		if err != nil || code != 200 {
+			return fmt.Errorf("GET through the ingress: %d %q %v", code, body, err)
 		}
 		return nil
 	}
@@ -539,6 +545,6 @@ func TestAllServersStopped(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "a K/V write after the servers are back", func() error {
 		return kvPut(httpClient, web1, "allstopped/x", "y")
 	})
-	t.Logf("FIGURE compose all servers stopped: docker stop took %v, sidecars saw them failed %v after it began; %d rounds (4 sidecars' DNS, 2 names each, and web → api) failed %d; K/V write meanwhile: %v; servers started again: cluster whole after %v, writes after %v",
+	t.Logf("FIGURE compose all servers stopped: docker stop took %v, sidecars saw them failed %v after it began; %d rounds (4 sidecars' DNS, 2 names each; both webs → api; ingress → web → api) failed %d; K/V write meanwhile: %v; servers started again: cluster whole after %v, writes after %v",
 		stopTook.Round(time.Millisecond), detected.Round(time.Millisecond), rounds, failed, putErr, whole.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }

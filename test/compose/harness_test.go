@@ -37,6 +37,9 @@ import (
 var (
 	servers = []string{"server1", "server2", "server3"}
 	apps    = []string{"web1", "web2", "api1", "api2"}
+	// nodes are all the agents: servers, sidecars (named after their
+	// apps) and the ingress.
+	nodes = append(append(append([]string{}, servers...), apps...), "ingress")
 	// appService maps an app container to the service its sidecar registers.
 	appService = map[string]string{"web1": "web", "web2": "web", "api1": "api", "api2": "api"}
 )
@@ -53,6 +56,7 @@ type cluster struct {
 	dnsq    string   // the DNS client image
 	http    string   // server1's published HTTP address (fixed port)
 	dns     string   // server1's published DNS address
+	ingress string   // the ingress's published address (fixed port)
 	started time.Time
 	built   time.Duration // building the three images took
 	upTook  time.Duration // `up -d` took
@@ -149,17 +153,19 @@ func startCluster() (skip string, err error) {
 	}
 	c.dnsq = dnsqImg
 
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return "", err
 	}
 	c.http = "127.0.0.1:" + strconv.Itoa(ports[0])
 	c.dns = "127.0.0.1:" + strconv.Itoa(ports[1])
+	c.ingress = "127.0.0.1:" + strconv.Itoa(ports[2])
 	c.env = []string{
 		"OUTRIGGER_IMAGE=" + agentImg,
 		"OUTRIGGER_ECHO_IMAGE=" + echoImg,
 		"OUTRIGGER_HTTP_PORT=" + strconv.Itoa(ports[0]),
 		"OUTRIGGER_DNS_PORT=" + strconv.Itoa(ports[1]),
+		"OUTRIGGER_INGRESS_PORT=" + strconv.Itoa(ports[2]),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -169,7 +175,7 @@ func startCluster() (skip string, err error) {
 		return "", fmt.Errorf("compose up: %v\n%s", err, out)
 	}
 	c.upTook = time.Since(c.started)
-	for _, svc := range append(append(append([]string{}, servers...), apps...), sidecars()...) {
+	for _, svc := range append(append(append([]string{}, servers...), apps...), append(sidecars(), "ingress")...) {
 		out, err := c.composeRun(ctx, "ps", "-q", svc)
 		id := strings.TrimSpace(out)
 		if err != nil || id == "" {
@@ -372,8 +378,8 @@ func (c *cluster) id(svc string) string {
 	return id
 }
 
-// agentExec runs the agent CLI inside a container: a server, or the
-// sidecar of an app (given the app's name).
+// agentExec runs the agent CLI inside a container: a server, the
+// ingress, or the sidecar of an app (given the app's name).
 func (c *cluster) agentExec(timeout time.Duration, node string, args ...string) (string, error) {
 	svc := node
 	if _, ok := appService[node]; ok {
@@ -399,7 +405,7 @@ func (c *cluster) published(svc, port string) (string, error) {
 }
 
 // httpAddr is the published HTTP address of a node's agent: the servers'
-// own, or the sidecar's through its app container.
+// and the ingress's own, or the sidecar's through its app container.
 func (c *cluster) httpAddr(node string) (string, error) {
 	if node == "server1" {
 		return c.http, nil
@@ -488,12 +494,11 @@ type member struct {
 }
 
 // waitWhole waits until the cluster is whole: one leader with 3 Raft
-// peers, every agent alive as every other agent sees it, and every check
-// passing.
+// peers, every agent alive as every other agent sees it, every check
+// passing, and the ingress sending to both web instances.
 func (c *cluster) waitWhole(t *testing.T, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	nodes := append(append([]string{}, servers...), apps...)
 	// What kept the cluster from being whole, and from when: printed when
 	// the wait was long, to tell which part was slow.
 	var trail []string
@@ -503,8 +508,8 @@ func (c *cluster) waitWhole(t *testing.T, timeout time.Duration) time.Duration {
 			t.Logf("waiting %v for a whole cluster; it was not because:\n%s", d.Round(time.Millisecond), strings.Join(trail, "\n"))
 		}
 	}()
-	testutil.WaitFor(t, timeout, "a whole cluster: a leader, 3 peers, 7 alive members seen by all, every check passing", func() error {
-		err := c.whole(nodes)
+	testutil.WaitFor(t, timeout, "a whole cluster: a leader, 3 peers, 8 alive members seen by all, every check passing, the ingress sending to 2 webs", func() error {
+		err := c.whole()
 		if msg := fmt.Sprint(err); err != nil && msg != last {
 			last = msg
 			trail = append(trail, fmt.Sprintf("  %8v %s", time.Since(start).Round(time.Millisecond), msg))
@@ -515,7 +520,7 @@ func (c *cluster) waitWhole(t *testing.T, timeout time.Duration) time.Duration {
 }
 
 // whole returns why the cluster is not whole, or nil.
-func (c *cluster) whole(nodes []string) error {
+func (c *cluster) whole() error {
 	var peers []string
 	if err := getJSON(c.http, "/v1/status/peers", &peers); err != nil {
 		return err
@@ -557,7 +562,8 @@ func (c *cluster) whole(nodes []string) error {
 	if err := getJSON(c.http, "/v1/health/state/any", &checks); err != nil {
 		return err
 	}
-	want := len(nodes) + len(apps) // serfHealth of each node + one per app
+	// serfHealth of each node, and each app's service and sidecar proxy.
+	want := len(nodes) + 2*len(apps)
 	var bad []string
 	for _, ch := range checks {
 		if ch.Status != "passing" {
@@ -567,7 +573,45 @@ func (c *cluster) whole(nodes []string) error {
 	if len(bad) > 0 || len(checks) != want {
 		return fmt.Errorf("%d checks (want %d), not passing: %v", len(checks), want, bad)
 	}
+	if n, err := c.ingressInstances("web"); err != nil || n != 2 {
+		return fmt.Errorf("the ingress sends to %v web instances (%v), want 2", n, err)
+	}
 	return nil
+}
+
+// ingressInstances returns how many healthy instances of a service the
+// ingress agent's proxy sends to (its outrigger_sidecar_upstream_instances
+// gauge).
+func (c *cluster) ingressInstances(service string) (int, error) {
+	addr, err := c.published("ingress", "8500/tcp")
+	if err != nil {
+		return 0, err
+	}
+	code, body, err := httpGet("http://" + addr + "/v1/agent/metrics?format=prometheus")
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("ingress metrics: %d", code)
+	}
+	prefix := `outrigger_sidecar_upstream_instances{upstream="` + service + `"} `
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(f), err
+		}
+	}
+	return 0, fmt.Errorf("ingress metrics: no %s", strings.TrimSpace(prefix))
+}
+
+func httpGet(url string) (int, string, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
 }
 
 // kvPut writes one key through a node's agent; nil means acknowledged.
