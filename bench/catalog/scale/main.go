@@ -64,6 +64,7 @@ var (
 	others   = flag.Int("others", 5, "client agents using 10 services that do not change")
 	changes  = flag.Int("changes", 20, "changes to svc-000 (a check flipping critical/passing)")
 	watchers = flag.Int("watchers", 1000, "simulated agents holding a health-watch on svc-000 (0: skip)")
+	idlers   = flag.Int("idlers", 500, "simulated agents holding a health-watch on services that do not change, to measure what other services' writes cost the servers (0: skip)")
 )
 
 const (
@@ -163,6 +164,11 @@ func run(ctx context.Context) error {
 	if err := b.watcherIsolation(ctx); err != nil {
 		return err
 	}
+	if *idlers > 0 {
+		if err := b.wakeCost(ctx, *idlers); err != nil {
+			return err
+		}
+	}
 	if *watchers > 0 {
 		if err := b.fanOut(ctx, *watchers); err != nil {
 			return err
@@ -172,12 +178,13 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// serverMem is "VmRSS a/b/c MiB, heap in use a/b/c MiB, goroutines a/b/c".
+// serverMem is "VmRSS a/b/c MiB (peak ...), heap in use a/b/c MiB, goroutines a/b/c".
 func (b *bench) serverMem(ctx context.Context) string {
-	var rss, heap, gor []string
+	var rss, hwm, heap, gor []string
 	for _, s := range b.c.Servers {
-		r, _, _ := s.RSSKiB()
+		r, h, _ := s.RSSKiB()
 		rss = append(rss, fmt.Sprintf("%.1f", float64(r)/1024))
+		hwm = append(hwm, fmt.Sprintf("%.1f", float64(h)/1024))
 		m, err := kit.Scrape(ctx, s)
 		if err != nil {
 			heap, gor = append(heap, "?"), append(gor, "?")
@@ -186,7 +193,7 @@ func (b *bench) serverMem(ctx context.Context) string {
 		heap = append(heap, fmt.Sprintf("%.1f", m.Sum("go_memstats_heap_inuse_bytes")/(1<<20)))
 		gor = append(gor, fmt.Sprintf("%.0f", m.Sum("go_goroutines")))
 	}
-	return fmt.Sprintf("VmRSS %v MiB, heap in use %v MiB, goroutines %v", rss, heap, gor)
+	return fmt.Sprintf("VmRSS %v MiB (VmHWM %v), heap in use %v MiB, goroutines %v", rss, hwm, heap, gor)
 }
 
 type checkJSON struct {
@@ -472,7 +479,8 @@ func (b *bench) propagate(ctx context.Context) error {
 		users[a] = slices.Contains(ss, 0)
 	}
 	q := tag(changeNode) + "." + svc(0) + ".service.consul"
-	var perClient, allViews []time.Duration
+	path := svc(0) + "?passing&tag=" + tag(changeNode)
+	var perClient, allViews, peerLat, peerAll []time.Duration
 	var responses []float64
 	fetchDelta := map[*kit.Agent]float64{}
 	var healthReads float64
@@ -484,6 +492,16 @@ func (b *bench) propagate(ctx context.Context) error {
 		before, err := b.scrapeAll(ctx, b.c.All())
 		if err != nil {
 			return err
+		}
+		// The peer: a plain blocking ?stale query per server, held by
+		// this program from before the write.
+		var peers []chan peerDone
+		for _, s := range b.c.Servers {
+			ch, err := startWatch(ctx, s.URL(), path, want)
+			if err != nil {
+				return err
+			}
+			peers = append(peers, ch)
 		}
 		t0 := time.Now()
 		if err := b.flip(ctx, 0); err != nil {
@@ -516,6 +534,16 @@ func (b *bench) propagate(ctx context.Context) error {
 		}
 		perClient = append(perClient, lat...)
 		allViews = append(allViews, slices.Max(lat))
+		var peerMax time.Duration
+		for _, ch := range peers {
+			r := <-ch
+			if r.err != nil {
+				return fmt.Errorf("server watch: %w", r.err)
+			}
+			peerLat = append(peerLat, r.at.Sub(t0))
+			peerMax = max(peerMax, r.at.Sub(t0))
+		}
+		peerAll = append(peerAll, peerMax)
 		time.Sleep(500 * time.Millisecond) // stragglers (nothing else should come)
 		after, err := b.scrapeAll(ctx, b.c.All())
 		if err != nil {
@@ -542,8 +570,11 @@ func (b *bench) propagate(ctx context.Context) error {
 	fmt.Printf("\n== one change to %s (check of one of its %d instances flips) -> every subscribed view; %d changes\n", svc(0), *nodes, *changes)
 	fmt.Printf("per sub agent (DNS %s, probe every 2ms): %s\n", q, kit.Summary(perClient))
 	fmt.Printf("until the last of %d sub agents: %s\n", len(b.sub), kit.Summary(allViews))
+	fmt.Printf("peer: a blocking ?stale /v1/health/service/%s query held on each server: %s; until the last of the 3: %s\n", path, kit.Summary(peerLat), kit.Summary(peerAll))
+	fmt.Printf("ratio views / blocking queries: per view p50 %.2f p99 %.2f; all views / all 3 servers p50 %.2f p99 %.2f\n",
+		ratio(perClient, peerLat, 50), ratio(perClient, peerLat, 99), ratio(allViews, peerAll, 50), ratio(allViews, peerAll, 99))
 	fmt.Printf("agents using %s: %d of %d clients (%d sub + mem100)\n", svc(0), nUsers, len(clients), len(b.sub))
-	fmt.Printf("servers' health-watch answers per change: %v (sum over 3 servers); /v1/health/service answers during the changes: %.0f\n", responses, healthReads)
+	fmt.Printf("servers' health-watch answers per change: %v (sum over 3 servers); /v1/health/service answers during the changes: %.0f (this program's peer queries)\n", responses, healthReads)
 	fmt.Printf("%-8s %6s %22s\n", "agent", "uses", "view fetches, total")
 	var userFetch, nonUserFetch float64
 	for _, a := range clients {
@@ -558,11 +589,38 @@ func (b *bench) propagate(ctx context.Context) error {
 	for _, r := range responses {
 		sumResp += r
 	}
+	fmt.Printf("RESULT peer_change_p50_ms=%s peer_change_p99_ms=%s\n", kit.Ms(kit.Percentile(peerLat, 50)), kit.Ms(kit.Percentile(peerLat, 99)))
 	fmt.Printf("RESULT change_p50_ms=%s change_p99_ms=%s change_all_views_p50_ms=%s change_all_views_p99_ms=%s answers_per_change=%.2f users=%d fetches_per_change_users=%.2f fetches_nonusers_total=%.0f\n",
 		kit.Ms(kit.Percentile(perClient, 50)), kit.Ms(kit.Percentile(perClient, 99)),
 		kit.Ms(kit.Percentile(allViews, 50)), kit.Ms(kit.Percentile(allViews, 99)),
 		sumResp/float64(len(responses)), nUsers, userFetch/float64(*changes), nonUserFetch)
 	return nil
+}
+
+type peerDone struct {
+	at  time.Time
+	err error
+}
+
+// startWatch reads the current index of path on base, then follows it in
+// the background until it lists want entries.
+func startWatch(ctx context.Context, base, path string, want int) (chan peerDone, error) {
+	idx, err := kit.ServiceIndex(ctx, base, path)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan peerDone, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		at, err := kit.WatchUntil(ctx, base, path, idx, func(n int) bool { return n == want })
+		ch <- peerDone{at, err}
+	}()
+	return ch, nil
+}
+
+func ratio(a, b []time.Duration, p float64) float64 {
+	return float64(kit.Percentile(a, p)) / float64(kit.Percentile(b, p))
 }
 
 type watchResult struct {
@@ -794,7 +852,157 @@ func (b *bench) fanOut(ctx context.Context, w int) error {
 	fmt.Printf("servers before: %s\nservers holding them: %s\n", memBefore, memHeld)
 	fmt.Printf("one change -> all %d answered: %s; errors %d; %.1f MiB sent; servers' CPU %.2f s\n",
 		w, kit.Summary(lat), errs, float64(bytesIn)/(1<<20), float64(cpu1-cpu0)/100)
+	fmt.Printf("servers after the answers: %s\n", b.serverMem(ctx))
 	fmt.Printf("RESULT fanout_watchers=%d fanout_p50_ms=%s fanout_max_ms=%s fanout_mib=%.1f fanout_cpu_s=%.2f fanout_errors=%d\n",
 		w, kit.Ms(kit.Percentile(lat, 50)), kit.Ms(kit.Percentile(lat, 100)), float64(bytesIn)/(1<<20), float64(cpu1-cpu0)/100, errs)
+	return nil
+}
+
+// serversCPU sums the servers' CPU time, in seconds.
+func (b *bench) serversCPU() float64 {
+	var t int64
+	for _, s := range b.c.Servers {
+		x, _ := kit.CPUTicks(s.PID())
+		t += x
+	}
+	return float64(t) / 100
+}
+
+func (b *bench) blocked(ctx context.Context) (float64, error) {
+	var n float64
+	for _, s := range b.c.Servers {
+		m, err := kit.Scrape(ctx, s)
+		if err != nil {
+			return 0, err
+		}
+		n += m.Sum("outrigger_http_blocking_queries")
+	}
+	return n, nil
+}
+
+// holdWatchers starts w health-watch requests for the services in set
+// (with their current indexes), spread over the servers, and waits until
+// the servers hold them. answered counts those that came back.
+func (b *bench) holdWatchers(ctx context.Context, w int, set map[string]uint64) (stop func(), answered *atomic.Int64, err error) {
+	base, err := b.blocked(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	tr := &http.Transport{MaxIdleConnsPerHost: w}
+	hc := &http.Client{Transport: tr}
+	body, _ := json.Marshal(map[string]any{"Services": set, "Wait": "300s"})
+	answered = &atomic.Int64{}
+	var wg sync.WaitGroup
+	for i := range w {
+		s := b.c.Servers[i%len(b.c.Servers)]
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(wctx, "POST", s.URL()+healthWatch+"?stale", bytes.NewReader(body))
+			resp, err := hc.Do(req)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if wctx.Err() == nil {
+				answered.Add(1)
+			}
+		})
+	}
+	stop = func() { cancel(); wg.Wait(); tr.CloseIdleConnections() }
+	// The agents' own blocking requests come and go (base counts them at
+	// one moment): want ours all held, give or take the agents'.
+	want := base + float64(w) - float64(len(b.c.Clients))
+	err = kit.WaitFor(ctx, 30*time.Second, "watchers held", func() error {
+		n, err := b.blocked(ctx)
+		if err == nil && n < want {
+			err = fmt.Errorf("%v blocked, want %v", n, want)
+		}
+		return err
+	})
+	time.Sleep(2 * time.Second)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return stop, answered, nil
+}
+
+// wakeCost: the servers' CPU for writes to svc-000 while w simulated
+// agents hold health-watch requests on services that do not change: none
+// (the peer), 10 services each (one store watch per service), 40 each
+// (above perServiceWaitMax: the catalog-table wait, woken by every
+// catalog write to re-read the indexes).
+func (b *bench) wakeCost(ctx context.Context, w int) error {
+	logf("wake cost: %d simulated agents on services that do not change, load %s", w, kit.Load())
+	const writes = 20
+	idx := map[string]uint64{}
+	for s := 60; s < 100; s++ {
+		i, err := serviceIndex(ctx, b.c.Servers[0].URL(), svc(s))
+		if err != nil {
+			return err
+		}
+		idx[svc(s)] = i
+	}
+	small, large := map[string]uint64{}, map[string]uint64{}
+	for s := 60; s < 100; s++ {
+		if s < 70 {
+			small[svc(s)] = idx[svc(s)]
+		}
+		large[svc(s)] = idx[svc(s)]
+	}
+	measure := func() (float64, error) {
+		time.Sleep(time.Second)
+		c0 := b.serversCPU()
+		for range writes {
+			if err := b.flip(ctx, 0); err != nil {
+				return 0, err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		return b.serversCPU() - c0, nil
+	}
+	type row struct {
+		name     string
+		cpu      float64
+		answered int64
+	}
+	var rows []row
+	for _, c := range []struct {
+		name string
+		set  map[string]uint64
+	}{{"none (peer)", nil}, {"10 services each", small}, {"40 services each", large}, {"none (peer, again)", nil}} {
+		if c.set == nil {
+			cpu, err := measure()
+			if err != nil {
+				return err
+			}
+			rows = append(rows, row{c.name, cpu, 0})
+			continue
+		}
+		stop, answered, err := b.holdWatchers(ctx, w, c.set)
+		if err != nil {
+			return err
+		}
+		cpu, err := measure()
+		stop()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{c.name, cpu, answered.Load()})
+	}
+	peer := (rows[0].cpu + rows[3].cpu) / 2
+	fmt.Printf("\n== servers' CPU for %d writes to %s (each answered to its %d real subscribers) while %d simulated agents watch services that never change\n", writes, svc(0), 21, w)
+	fmt.Printf("%-22s %14s %18s %26s\n", "watchers hold", "servers CPU s", "answered (want 0)", "extra CPU per write per watcher")
+	for _, r := range rows {
+		extra := "-"
+		if r.answered >= 0 && (r.name == "10 services each" || r.name == "40 services each") {
+			extra = fmt.Sprintf("%.1f µs", (r.cpu-peer)/float64(writes*w)*1e6)
+		}
+		fmt.Printf("%-22s %14.2f %18d %26s\n", r.name, r.cpu, r.answered, extra)
+	}
+	fmt.Printf("RESULT wake_cpu_peer_s=%.2f wake_cpu_small_s=%.2f wake_cpu_large_s=%.2f wake_answered=%d\n",
+		peer, rows[1].cpu, rows[2].cpu, rows[1].answered+rows[2].answered)
 	return nil
 }
