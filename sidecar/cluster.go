@@ -349,11 +349,27 @@ func (c *cluster) pick(p *pickReq) *endpoint {
 	}
 	p.now = c.m.cfg.Now().UnixNano()
 	p.ignoreEjection = false
-	if e := c.bal.pick(set, p); e != nil {
+	if e := c.balance(set, p); e != nil {
 		return e
 	}
 	p.ignoreEjection = true
-	return c.bal.pick(set, p)
+	return c.balance(set, p)
+}
+
+// balance calls the balancer with static dispatch, so that p stays on the
+// caller's stack (an interface call would move it to the heap).
+func (c *cluster) balance(set *endpointSet, p *pickReq) *endpoint {
+	switch b := c.bal.(type) {
+	case *roundRobin:
+		return b.pick(set, p)
+	case leastConn:
+		return b.pick(set, p)
+	case p2c:
+		return b.pick(set, p)
+	case ringHash:
+		return b.pick(set, p)
+	}
+	return nil // newBalancer returns only the four above
 }
 
 var hashSeed = maphash.MakeSeed()

@@ -22,8 +22,9 @@
 //     idempotent requests on connect failure, 502 and 503, X-Forwarded-For
 //     and X-Forwarded-Proto, and a 503 with a clear body when no instance is
 //     healthy. HTTP/2 with prior knowledge (h2c, gRPC) is detected by its
-//     preface and tunnelled at L4; Upgrade (WebSocket) is tunnelled after
-//     the 101.
+//     preface and tunnelled at L4 to the first route that matches every
+//     request (its requests are not routed one by one); Upgrade
+//     (WebSocket) is tunnelled after the 101.
 //
 // Balancers (round robin, least connections, power of two choices,
 // consistent hash on the client address or an HTTP header) live in their own

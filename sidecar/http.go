@@ -288,6 +288,7 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 	retryStatus := canResend && req.idempotent()
 	stale := 0
 	var lastErr string
+	lastCode := 503
 	heldRetry := false
 	defer func() {
 		if heldRetry {
@@ -308,14 +309,14 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 				r.metrics.noInstance(c.name).Inc()
 				return respond(503, "no healthy instance of "+c.name)
 			}
-			return respond(502, lastErr)
+			return respond(lastCode, lastErr)
 		}
 		uc, reused, err := c.getConn(e, stale > 1, req.hasBody())
 		if err != nil {
 			c.met.connectFailures.Inc()
 			c.failure(e)
 			p.tryAdd(e)
-			lastErr = "upstream " + c.name + ": cannot connect to " + e.id + ": " + err.Error()
+			lastErr, lastCode = "upstream "+c.name+": cannot connect to "+e.id+": "+err.Error(), 503
 			l.m.log.Debug("sidecar: connect failed", "upstream", c.name, "instance", e.id, "err", err)
 			attempt++
 			if attempt >= st.maxAttempts || !retry() {
@@ -342,7 +343,7 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 			c.failure(e)
 			p.tryAdd(e)
 			attempt++
-			lastErr = res.msg
+			lastErr, lastCode = res.msg, res.code
 			if attempt >= st.maxAttempts || !retry() {
 				return respond(res.code, res.msg)
 			}
@@ -437,7 +438,10 @@ func (l *listener) exchange(cc *clientConn, s *httpConn, h *handler, r *route, c
 		}
 		break
 	}
-	if st.requestTimeout > 0 {
+	// The request timeout covers the head; the body may take longer (a
+	// stream) unless it is already buffered (the next request moves the
+	// deadline again anyway).
+	if st.requestTimeout > 0 && !(resp.contentLength >= 0 && int64(uc.br.Buffered()) >= resp.contentLength) {
 		if st.idleTimeout > 0 {
 			uc.c.SetReadDeadline(time.Now().Add(st.idleTimeout))
 		} else {

@@ -250,19 +250,22 @@ func hashClientIP(c net.Conn) uint64 {
 // long (checked with the kernel's TCP_INFO, so the hot path has no
 // wrapper). It returns the bytes copied each way.
 func pipe(a, b *net.TCPConn, idle time.Duration) (aToB, bToA int64) {
+	var finished atomic.Int32
 	done := make(chan struct{})
 	go func() {
-		bToA = copyHalf(a, b, idle)
+		bToA = copyHalf(a, b, idle, &finished)
 		close(done)
 	}()
-	aToB = copyHalf(b, a, idle)
+	aToB = copyHalf(b, a, idle, &finished)
 	<-done
 	return aToB, bToA
 }
 
-// copyHalf copies src to dst; on EOF it half-closes dst, on an error it
-// closes both (so the other direction ends too).
-func copyHalf(dst, src *net.TCPConn, idle time.Duration) int64 {
+// copyHalf copies src to dst; on EOF it half-closes dst (unless the other
+// direction has ended too: the caller closes both then, and a shutdown
+// would be a wasted syscall), on an error it closes both (so the other
+// direction ends too).
+func copyHalf(dst, src *net.TCPConn, idle time.Duration, finished *atomic.Int32) int64 {
 	var total int64
 	if idle > 0 {
 		src.SetReadDeadline(time.Now().Add(idle))
@@ -271,7 +274,9 @@ func copyHalf(dst, src *net.TCPConn, idle time.Duration) int64 {
 		n, err := copyTCP(dst, src)
 		total += n
 		if err == nil {
-			dst.CloseWrite()
+			if finished.Add(1) == 1 {
+				dst.CloseWrite()
+			}
 			return total
 		}
 		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -281,6 +286,7 @@ func copyHalf(dst, src *net.TCPConn, idle time.Duration) int64 {
 				continue
 			}
 		}
+		finished.Add(1)
 		src.Close()
 		dst.Close()
 		return total

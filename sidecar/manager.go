@@ -454,6 +454,9 @@ func (m *Manager) releaseHandlerLocked(h *handler) {
 					delete(m.clusters, t.c.key)
 				}
 				t.c.close()
+				if m.closed {
+					t.c.closeAll()
+				}
 			}
 		}
 	}
