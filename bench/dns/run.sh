@@ -287,6 +287,9 @@ lostc() { echo "$(sum_of lost_of "$1" "$2") lost / $(sum_of done_of "$1" "$2") c
 	echo "| **ours: +$EXTRA / 3, drift-adjusted** (ours ratio ÷ Knot ratio) | $(awk -v a="$Q_OURS10" -v b="$Q_OURS" -v c="$Q_KNOT10" -v d="$Q_KNOT" 'BEGIN {printf "%.2f", (a / b) / (c / d)}') | | | ≥ 0.90 |"
 	echo "| p99 latency µs at saturation, +$EXTRA services | $(pct latsat10k-ours 0.99) | | | |"
 	echo "| server CPU % (of 1 core) under load, 3 services | $(cpu_of t3 ours) | $(cpu_of t3 knot) | | |"
+	uspq() { awk -v c="$1" -v q="$2" 'BEGIN {if (q + 0 == 0) print "n/a"; else printf "%.1f", c * 1e4 / q}'; }
+	uo=$(uspq "$(cpu_of t3 ours)" "$Q_OURS"); uk=$(uspq "$(cpu_of t3 knot)" "$Q_KNOT")
+	echo "| server CPU µs per query (its CPU time ÷ queries answered; robust to machine load), 3 services | $uo | $uk | $(ratio "$uo" "$uk") | |"
 	echo "| server CPU % (of 1 core) under load, +$EXTRA services | $(cpu_of t10k ours) | $(cpu_of t10k knot) | | |"
 	echo
 	echo "agent idle (10 s, no DNS load): 3 services: $(cat "$out/idle-before3.txt"); +$EXTRA services (all queried once): $(cat "$out/idle-before10k.txt")"
