@@ -13,10 +13,13 @@
 //
 // Two forwarding modes:
 //
-//   - L4 (protocol "tcp", the default): each client connection is spliced to
-//     a connection to one instance. Bytes are copied between *net.TCPConn
-//     values with io.Copy, so Linux moves them with splice(2) without
-//     copying through user space; half-close (CloseWrite) is passed on.
+//   - L4 (protocol "tcp", the default): each client connection is joined to
+//     a connection to one instance. Bulk transfers are copied between
+//     *net.TCPConn values with io.Copy, so Linux moves them with splice(2)
+//     without copying through user space; small request/response traffic
+//     goes through a 4 KiB buffer until a read fills it (splice costs a
+//     pipe and two syscalls per chunk, and an idle spliced connection holds
+//     its pipes: four more fds). Half-close (CloseWrite) is passed on.
 //   - L7 (protocol "http"): an HTTP/1.1 forwarder with keep-alive pools per
 //     instance, routes by host, path prefix and header, budgeted retries of
 //     idempotent requests on connect failure, 502 and 503, X-Forwarded-For

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -402,4 +403,86 @@ func TestL4LargeStream(t *testing.T) {
 	if err != nil || n != size {
 		t.Fatalf("echoed %d bytes, %v; want %d", n, err, size)
 	}
+}
+
+// Idle L4 connections hold no splice pipes: only their sockets. (Splicing
+// from the first byte parks each direction in splice holding a pipe — two
+// more fds per direction — which would exhaust a container's fd limit with
+// a few hundred idle connections.)
+func TestL4IdleConnectionsHoldNoPipes(t *testing.T) {
+	env := newEnv(t)
+	a := newTCPBackend(t, "a")
+	env.src.set("api", entry("api", "api1", "n1", a.addr()))
+	addr := env.upstream(Upstream{DestinationName: "api"})
+	name(t, addr) // warm up: the cluster and its first connection
+	countFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		return len(ents)
+	}
+	before := countFDs()
+	const n = 20
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		_, c := dialName(t, addr)
+		if c == nil {
+			t.Fatal("connection failed")
+		}
+		echo(t, c, "some traffic first")
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	waitFor(t, "backend sees every connection", func() error {
+		if o := a.open.Load(); o < n {
+			return fmt.Errorf("%d open", o)
+		}
+		return nil
+	})
+	// Per connection, in this process: the test's client socket, the
+	// proxy's accepted and upstream sockets, the backend's socket.
+	if added := countFDs() - before; added > 4*n+4 {
+		t.Errorf("%d idle connections added %d fds, want at most %d (4 sockets each)", n, added, 4*n+4)
+	}
+}
+
+// A bulk transfer switches to splice: while a spliced direction waits, the
+// proxy holds a pipe.
+func TestL4BulkUsesSplice(t *testing.T) {
+	env := newEnv(t)
+	a := newTCPBackend(t, "a")
+	env.src.set("api", entry("api", "api1", "n1", a.addr()))
+	addr := env.upstream(Upstream{DestinationName: "api"})
+	pipes := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		n := 0
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+				n++
+			}
+		}
+		return n
+	}
+	_, c := dialName(t, addr)
+	defer c.Close()
+	before := pipes()
+	// 256 KiB one way, echoed back: both directions see full reads.
+	go io.Copy(io.Discard, c)
+	if _, err := c.Write(make([]byte, 256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a spliced direction holding a pipe", func() error {
+		if p := pipes(); p <= before {
+			return fmt.Errorf("%d pipes, %d before", p, before)
+		}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -265,13 +266,55 @@ func pipe(a, b *net.TCPConn, idle time.Duration) (aToB, bToA int64) {
 // direction has ended too: the caller closes both then, and a shutdown
 // would be a wasted syscall), on an error it closes both (so the other
 // direction ends too).
+//
+// Small exchanges (request/response traffic) go through a small buffer with
+// read and write; the first read that fills the buffer switches the
+// direction to splice for good (bulk transfer). splice moves each chunk
+// through a pipe — two syscalls and a pipe held while waiting — which costs
+// more than one read and one write for a few hundred bytes, and much less
+// for megabytes.
 func copyHalf(dst, src *net.TCPConn, idle time.Duration, finished *atomic.Int32) int64 {
 	var total int64
 	if idle > 0 {
 		src.SetReadDeadline(time.Now().Add(idle))
 	}
+	spliced := spliceMode == "always"
+	var bp *[]byte
+	if !spliced {
+		bp = smallBufs.Get().(*[]byte)
+		defer func() {
+			if bp != nil {
+				smallBufs.Put(bp)
+			}
+		}()
+	}
 	for {
-		n, err := copyTCP(dst, src)
+		var n int64
+		var err error
+		if spliced {
+			n, err = copyTCP(dst, src)
+		} else {
+			buf := *bp
+			var k int
+			k, err = src.Read(buf)
+			if k > 0 {
+				if _, werr := dst.Write(buf[:k]); werr != nil && err == nil {
+					err = werr
+				}
+				n = int64(k)
+				if k == len(buf) && err == nil {
+					spliced = true
+					smallBufs.Put(bp)
+					bp = nil
+				}
+			}
+			if err == io.EOF {
+				err = nil
+			} else if err == nil {
+				total += n
+				continue
+			}
+		}
 		total += n
 		if err == nil {
 			if finished.Add(1) == 1 {
@@ -292,6 +335,14 @@ func copyHalf(dst, src *net.TCPConn, idle time.Duration, finished *atomic.Int32)
 		return total
 	}
 }
+
+// spliceMode "always" splices from the first byte (set with -ldflags -X
+// for comparisons); anything else is the small-buffer-first mode above.
+var spliceMode = "auto"
+
+const smallBufSize = 4 << 10
+
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
 
 // quietFor is how long neither socket has received data.
 func quietFor(a, b *net.TCPConn) time.Duration {

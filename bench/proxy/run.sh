@@ -130,7 +130,8 @@ backend bk_http
 	server s2 127.0.0.1:$B2
 HA
 "$HAPROXY" -f "$tmp/haproxy.cfg" -db >"$out/haproxy.log" 2>&1 &
-pids+=($!)
+ha_pid=$!
+pids+=($ha_pid)
 wait_port $HA4; wait_port $HA7
 
 # ---------------------------------------------------------------- Caddy
@@ -145,28 +146,38 @@ cat >"$tmp/Caddyfile" <<CAD
 }
 CAD
 HOME=$tmp XDG_DATA_HOME=$tmp XDG_CONFIG_HOME=$tmp GOMAXPROCS=$PROCS caddy run --config "$tmp/Caddyfile" --adapter caddyfile >"$out/caddy.log" 2>&1 &
-pids+=($!)
+caddy_pid=$!
+pids+=($caddy_pid)
 wait_port $CADDY
 
 # ---------------------------------------------------------------- measuring
-# wrk_run NAME PORT [extra wrk args]: appends "rps p99_us" to $out/NAME.txt
+# wrk_run NAME PORT PID [extra wrk args]: appends "rps p99_us cpu_us_per_request" to $out/NAME.txt.
+# PID is the proxy's process (0 for direct): its CPU time (utime+stime) over the run divided by the
+# requests served is a per-request cost that the machine's other load does not distort much.
 to_us() { # 1.23ms → 1230
 	awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
 		if (u == "us") n = n; else if (u == "ms") n = n * 1000; else if (u == "s") n = n * 1000000; printf "%.0f", n }'
 }
+cpu_ticks() { [ "$1" = 0 ] && echo 0 || awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 wrk_run() {
-	local name=$1 port=$2; shift 2
+	local name=$1 port=$2 pid=$3; shift 3
 	local f="$out/wrk-$name.$(date +%s%N).txt"
+	local t0 t1
+	t0=$(cpu_ticks "$pid")
 	wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port/" >"$f" 2>&1
-	local rps p99 errs
+	t1=$(cpu_ticks "$pid")
+	local rps p99 errs reqs cpu
 	rps=$(awk '/^Requests\/sec/ { print $2 }' "$f")
 	p99=$(awk '$1 == "99%" { print $2 }' "$f")
+	reqs=$(awk '/requests in/ { print $1 }' "$f")
 	errs=$(awk '/Non-2xx|Socket errors/ { print }' "$f" | tr '\n' ' ')
-	echo "$rps $(to_us "$p99") $errs" >>"$out/$name.txt"
-	log "$name: $rps req/s, p99 $p99 $errs"
+	cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print 0 }')
+	echo "$rps $(to_us "$p99") $cpu $errs" >>"$out/$name.txt"
+	log "$name: $rps req/s, p99 $p99, proxy CPU ${cpu} µs/request $errs"
 }
 best() { sort -k1,1 -gr "$out/$1.txt" | head -1 | awk '{ print $1 }'; }
 p99of() { sort -k1,1 -gr "$out/$1.txt" | head -1 | awk '{ print $2 }'; }
+cpuof() { sort -k3,3 -g "$out/$1.txt" | head -1 | awk '{ print $3 }'; } # lowest CPU µs/request
 
 rss_peak=0
 sample_rss() { # background sampler of our RSS (kB)
@@ -183,17 +194,17 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before: $load"
 for r in $(seq "$ROUNDS"); do
 	log "round $r"
-	wrk_run direct $B1
-	wrk_run ours-l4 $OURS4
-	wrk_run haproxy-tcp $HA4
-	wrk_run ours-l7 $OURS7
-	wrk_run haproxy-http $HA7
-	wrk_run caddy $CADDY
-	wrk_run direct-close $B1 -H "Connection: close"
-	wrk_run ours-l4-close $OURS4 -H "Connection: close"
-	wrk_run haproxy-tcp-close $HA4 -H "Connection: close"
-	wrk_run ours-l7-close $OURS7 -H "Connection: close"
-	wrk_run haproxy-http-close $HA7 -H "Connection: close"
+	wrk_run direct $B1 0
+	wrk_run ours-l4 $OURS4 $ours_pid
+	wrk_run haproxy-tcp $HA4 $ha_pid
+	wrk_run ours-l7 $OURS7 $ours_pid
+	wrk_run haproxy-http $HA7 $ha_pid
+	wrk_run caddy $CADDY $caddy_pid
+	wrk_run direct-close $B1 0 -H "Connection: close"
+	wrk_run ours-l4-close $OURS4 $ours_pid -H "Connection: close"
+	wrk_run haproxy-tcp-close $HA4 $ha_pid -H "Connection: close"
+	wrk_run ours-l7-close $OURS7 $ours_pid -H "Connection: close"
+	wrk_run haproxy-http-close $HA7 $ha_pid -H "Connection: close"
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -235,6 +246,16 @@ echo "| new connection per request, L7, req/s | $(fmt "$O7C") | HAProxy http $(f
 echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | direct $(awk -v s="$SD" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SD") | ≥ 0.9 |"
 echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | HAProxy tcp $(awk -v s="$SH" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SH") | |"
 echo "| our RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
+echo
+echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; lowest of the rounds; lower is better):"
+echo
+echo "| case | ours µs | peer µs | peer ÷ ours |"
+echo "|---|---:|---:|---:|"
+echo "| keep-alive via L4 | $(cpuof ours-l4) | HAProxy tcp $(cpuof haproxy-tcp) | $(ratio "$(cpuof haproxy-tcp)" "$(cpuof ours-l4)") |"
+echo "| L7 | $(cpuof ours-l7) | HAProxy http $(cpuof haproxy-http) | $(ratio "$(cpuof haproxy-http)" "$(cpuof ours-l7)") |"
+echo "| L7 | $(cpuof ours-l7) | Caddy $(cpuof caddy) | $(ratio "$(cpuof caddy)" "$(cpuof ours-l7)") |"
+echo "| new connection per request, L4 | $(cpuof ours-l4-close) | HAProxy tcp $(cpuof haproxy-tcp-close) | $(ratio "$(cpuof haproxy-tcp-close)" "$(cpuof ours-l4-close)") |"
+echo "| new connection per request, L7 | $(cpuof ours-l7-close) | HAProxy http $(cpuof haproxy-http-close) | $(ratio "$(cpuof haproxy-http-close)" "$(cpuof ours-l7-close)") |"
 echo
 echo "Direct to nginx: $(fmt "$D") req/s keep-alive, $(fmt "$DC") req/s with a new connection per request."
 } | tee "$out/summary.md"
