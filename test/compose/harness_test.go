@@ -767,6 +767,8 @@ func (w *writer) gapAround(from, to time.Time) time.Duration {
 }
 
 func (w *writer) errSummary() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var parts []string
 	for e, n := range w.errs {
 		parts = append(parts, fmt.Sprintf("%d× %s", n, e))
