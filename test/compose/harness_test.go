@@ -123,7 +123,7 @@ func startCluster() (skip string, err error) {
 		return "compose test: no docker command: " + err.Error(), nil
 	}
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
-		return fmt.Sprintf("compose test: no Docker engine reachable (`docker info`: %v: %s)", err, firstLine(string(out))), nil
+		return fmt.Sprintf("compose test: no Docker engine reachable (`docker info`: %v: %s)", err, lastLine(string(out))), nil
 	}
 	compose, err := composeCommand()
 	if err != nil {
@@ -797,6 +797,14 @@ func (w *writer) lost(node, query string, c *cluster) ([]string, int, error) {
 		}
 	}
 	return missing, len(w.acked), nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[i+1:])
+	}
+	return s
 }
 
 func firstLine(s string) string {
