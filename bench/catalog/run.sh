@@ -13,7 +13,8 @@
 #
 # Environment: N (registrations, 200), KILLS (5), CHANGES (20),
 # WATCHERS (1000), NODES (100), BIG=1 also runs the scale program with 200
-# nodes (20,000 instances), AGENT=path uses that binary instead of building.
+# nodes (20,000 instances), AGENT=path uses that binary instead of building,
+# KEEP=1 keeps the temporary directory (agent logs).
 # Takes about 6 minutes (9 with BIG=1) on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +25,7 @@ WATCHERS=${WATCHERS:-1000}
 NODES=${NODES:-100}
 BIG=${BIG:-0}
 tmp=$(mktemp -d /tmp/catbench-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+trap '[ "${KEEP:-0}" = 1 ] && echo "kept $tmp" || rm -rf "$tmp"' EXIT
 agent=${AGENT:-}
 if [ -z "$agent" ]; then
 	agent=$tmp/agent

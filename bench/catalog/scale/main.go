@@ -158,11 +158,20 @@ func run(ctx context.Context) error {
 	if err := b.answerSizes(ctx); err != nil {
 		return err
 	}
+	if n, err := b.blocked(ctx); err == nil {
+		fmt.Printf("\nblocking queries the servers hold now (outrigger_http_blocking_queries, summed): %.0f, for %d client agents\n", n, len(b.c.Clients))
+	}
 	if err := b.propagate(ctx); err != nil {
 		return err
 	}
+	if n, err := b.blocked(ctx); err == nil {
+		fmt.Printf("\nblocking queries the servers hold now (outrigger_http_blocking_queries, summed): %.0f, for %d client agents\n", n, len(b.c.Clients))
+	}
 	if err := b.watcherIsolation(ctx); err != nil {
 		return err
+	}
+	if n, err := b.blocked(ctx); err == nil {
+		fmt.Printf("\nblocking queries the servers hold now (outrigger_http_blocking_queries, summed): %.0f, for %d client agents\n", n, len(b.c.Clients))
 	}
 	if *idlers > 0 {
 		if err := b.wakeCost(ctx, *idlers); err != nil {
@@ -910,17 +919,25 @@ func (b *bench) holdWatchers(ctx context.Context, w int, set map[string]uint64) 
 		})
 	}
 	stop = func() { cancel(); wg.Wait(); tr.CloseIdleConnections() }
-	// The agents' own blocking requests come and go (base counts them at
-	// one moment): want ours all held, give or take the agents'.
+	// The agents' own blocking requests come and go: wait until the
+	// servers hold at least w more than before, less the agents', and
+	// the count has not moved for 2s.
 	want := base + float64(w) - float64(len(b.c.Clients))
-	err = kit.WaitFor(ctx, 30*time.Second, "watchers held", func() error {
+	var last float64
+	stable := time.Now()
+	err = kit.WaitFor(ctx, 60*time.Second, "watchers held", func() error {
 		n, err := b.blocked(ctx)
-		if err == nil && n < want {
-			err = fmt.Errorf("%v blocked, want %v", n, want)
+		if err != nil {
+			return err
 		}
-		return err
+		if n != last {
+			last, stable = n, time.Now()
+		}
+		if n < want || time.Since(stable) < 2*time.Second {
+			return fmt.Errorf("%v blocked (before: %v), want %v and steady", n, base, want)
+		}
+		return nil
 	})
-	time.Sleep(2 * time.Second)
 	if err != nil {
 		stop()
 		return nil, nil, err
