@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"net"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -263,7 +262,6 @@ func (c *cluster) update(insts []instance) {
 		e, ok := c.all[in.addr]
 		if !ok {
 			e = &endpoint{addr: in.addr, id: in.id, c: c, conns: map[*tracked]struct{}{}}
-			e.ap, _ = netip.ParseAddrPort(in.addr) // a host name stays zero: resolved per dial
 			c.all[in.addr] = e
 			c.m.log.Info("sidecar: instance added", "upstream", c.name, "instance", in.id, "addr", in.addr)
 		} else if e.removed.Load() {
@@ -408,10 +406,10 @@ func (c *cluster) dial(ctx context.Context, p *pickReq) (*net.TCPConn, *endpoint
 // timeouts close dead connections, and each probe setting is a syscall per
 // connection.
 func (e *endpoint) dial(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
+	// Not Dialer.DialTCP: with a zero local address it binds the socket
+	// before connecting, a syscall and an early port allocation per
+	// connection.
 	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
-	if e.ap.IsValid() {
-		return d.DialTCP(ctx, "tcp", netip.AddrPort{}, e.ap)
-	}
 	conn, err := d.DialContext(ctx, "tcp", e.addr)
 	if err != nil {
 		return nil, err

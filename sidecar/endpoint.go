@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +11,6 @@ import (
 // keep-alive connections.
 type endpoint struct {
 	addr string
-	ap   netip.AddrPort // addr parsed, when it is an IP address
 	id   string
 	c    *cluster
 

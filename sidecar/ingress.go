@@ -21,6 +21,11 @@ import (
 //	      {"service": "web", "weight": 90},
 //	      {"service": "web", "tag": "canary", "weight": 10}]}]},
 //	  {"port": 5432, "protocol": "tcp", "service": "db"}]}
+//
+// A listener may also carry the upstream settings of an upstream's config
+// object (balancer, hash_on, connect_timeout_ms, idle_timeout_ms,
+// request_timeout_ms, max_attempts, limits{...}, passive_health_check{...});
+// they apply to every service it sends to.
 type IngressConfig struct {
 	Listeners []IngressListener
 }
