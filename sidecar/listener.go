@@ -304,6 +304,7 @@ func copyHalf(dst, src *net.TCPConn, idle time.Duration, finished *atomic.Int32)
 				n = int64(k)
 				if k == len(buf) && err == nil {
 					spliced = true
+					splicedDirections.Add(1)
 					smallBufs.Put(bp)
 					bp = nil
 				}
@@ -339,6 +340,9 @@ func copyHalf(dst, src *net.TCPConn, idle time.Duration, finished *atomic.Int32)
 // spliceMode "always" splices from the first byte (set with -ldflags -X
 // for comparisons); anything else is the small-buffer-first mode above.
 var spliceMode = "auto"
+
+// splicedDirections counts the switches to splice (tests).
+var splicedDirections atomic.Int64
 
 const smallBufSize = 4 << 10
 
