@@ -7,7 +7,11 @@
 # Cases: keep-alive HTTP through L4; the L7 path; a new connection per request
 # (wrk -H "Connection: close"); a 1 GiB stream through L4 vs direct (curl); our RSS under load.
 #
-# Usage: bench/proxy/run.sh   (knobs: DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000 KEEP=0)
+# "Ours" is by default a client agent (cmd/agent, joined to a -dev server agent) with a service whose
+# sidecar has the two upstreams, registered through the HTTP API as a user would; OURS=harness runs
+# the bench/proxy harness (a sidecar.Manager over a static catalog) instead.
+#
+# Usage: bench/proxy/run.sh   (knobs: DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000 OURS=agent KEEP=0)
 # Prints a markdown table; raw output under bench/results/proxy-<UTC time>/.
 # Every process it starts is stopped on exit (trap).
 set -euo pipefail
@@ -23,8 +27,9 @@ CONNS=${CONNS:-50}
 PROCS=${PROCS:-1}      # GOMAXPROCS of ours and Caddy, nbthread of HAProxy
 BASE=${BASE:-29000}
 KEEP=${KEEP:-0}
+OURS=${OURS:-agent}
 CMDLINE="bench/proxy/run.sh"
-for vd in DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000; do
+for vd in DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000 OURS=agent; do
 	v=${vd%%=*}
 	[ "${!v}" != "${vd#*=}" ] && CMDLINE="$v=${!v} $CMDLINE"
 done
@@ -94,10 +99,35 @@ pids+=($!)
 wait_port $B1; wait_port $B2
 
 # ---------------------------------------------------------------- ours
-go build -o "$tmp/proxy" ./bench/proxy
-GOMAXPROCS=$PROCS "$tmp/proxy" -l4 127.0.0.1:$OURS4 -l7 127.0.0.1:$OURS7 -backends 127.0.0.1:$B1,127.0.0.1:$B2 >"$out/ours.log" 2>&1 &
-ours_pid=$!
-pids+=($ours_pid)
+if [ "$OURS" = harness ]; then
+	go build -o "$tmp/proxy" ./bench/proxy
+	GOMAXPROCS=$PROCS "$tmp/proxy" -l4 127.0.0.1:$OURS4 -l7 127.0.0.1:$OURS7 -backends 127.0.0.1:$B1,127.0.0.1:$B2 >"$out/ours.log" 2>&1 &
+	ours_pid=$!
+	pids+=($ours_pid)
+else
+	# A -dev server holding the catalog, and the client agent whose sidecar is measured.
+	go build -o "$tmp/agent" ./cmd/agent
+	SH=$((BASE + 501)); CH=$((BASE + 511))
+	"$tmp/agent" run -dev -node bench-server -http-port $SH -dns-port $((BASE + 502)) -serf-port $((BASE + 503)) \
+		-server-port $((BASE + 504)) >"$out/server.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SH/v1/status/leader" | grep -q : && break; sleep 0.1; done
+	mkdir -p "$tmp/client"
+	GOMAXPROCS=$PROCS "$tmp/agent" run -node bench-client -bind 127.0.0.1 -http-port $CH -dns-port $((BASE + 512)) \
+		-serf-port $((BASE + 513)) -data-dir "$tmp/client" -retry-join 127.0.0.1:$((BASE + 503)) >"$out/ours.log" 2>&1 &
+	ours_pid=$!
+	pids+=($ours_pid)
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$CH/v1/agent/self" >/dev/null && break; sleep 0.1; done
+	for i in 1 2; do
+		b=$((BASE + 100 + i))
+		curl -sf -X PUT -d "{\"Name\":\"backend\",\"ID\":\"backend$i\",\"Address\":\"127.0.0.1\",\"Port\":$b}" \
+			"http://127.0.0.1:$SH/v1/agent/service/register"
+	done
+	curl -sf -X PUT -d "{\"Name\":\"bench\",\"Port\":$B1,\"Connect\":{\"SidecarService\":{\"Port\":$((BASE + 520)),\"Proxy\":{\"Upstreams\":[
+		{\"DestinationName\":\"backend\",\"LocalBindPort\":$OURS4},
+		{\"DestinationName\":\"backend\",\"LocalBindPort\":$OURS7,\"Config\":{\"protocol\":\"http\"}}]}}}}" \
+		"http://127.0.0.1:$CH/v1/agent/service/register"
+fi
 wait_port $OURS4; wait_port $OURS7
 
 # ---------------------------------------------------------------- HAProxy
@@ -232,7 +262,8 @@ cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 {
 echo "\`$CMDLINE\` (run $stamp, $(date -u '+%Y-%m-%d %H:%M') UTC; $(nproc) cores, $cpu; load average $load before, $load_after after;"
 echo "wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), HAProxy $("$HAPROXY" -v | head -1 | awk '{ print $3 }'), Caddy $(caddy version | awk '{ print $1 }'), $(go version | awk '{ print $3 }')."
-echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, best of $ROUNDS rounds; nginx (1 worker) serves a 61-byte file; GOMAXPROCS=$PROCS for ours and Caddy, nbthread $PROCS for HAProxy."
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, best of $ROUNDS rounds; nginx (1 worker) serves a 61-byte file; GOMAXPROCS=$PROCS for ours and Caddy, nbthread $PROCS for HAProxy;"
+if [ "$OURS" = harness ]; then echo "ours: the bench/proxy harness (sidecar.Manager over a static catalog)."; else echo "ours: a client agent (joined to a -dev server) whose service's sidecar has the two upstreams, registered through /v1/agent/service/register; its RSS is the whole agent's."; fi
 echo
 echo "| case | ours | peer | ratio | goal |"
 echo "|---|---:|---:|---:|---|"
@@ -245,7 +276,7 @@ echo "| new connection per request, L4, req/s | $(fmt "$O4C") | HAProxy tcp $(fm
 echo "| new connection per request, L7, req/s | $(fmt "$O7C") | HAProxy http $(fmt "$H7C") | $(ratio "$O7C" "$H7C") | ≥ 1.0 |"
 echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | direct $(awk -v s="$SD" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SD") | ≥ 0.9 |"
 echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | HAProxy tcp $(awk -v s="$SH" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SH") | |"
-echo "| our RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
+echo "| our ($OURS) RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
 echo
 echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; lowest of the rounds; lower is better):"
 echo
