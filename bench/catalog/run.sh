@@ -14,7 +14,8 @@
 # Environment: N (registrations, 200), KILLS (5), CHANGES (20),
 # WATCHERS (1000), NODES (100), BIG=1 also runs the scale program with 200
 # nodes (20,000 instances), AGENT=path uses that binary instead of building,
-# KEEP=1 keeps the temporary directory (agent logs).
+# KEEP=1 keeps the temporary directory (agent logs), PROP=0 skips the
+# propagation program.
 # Takes about 6 minutes (9 with BIG=1) on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,7 @@ CHANGES=${CHANGES:-20}
 WATCHERS=${WATCHERS:-1000}
 NODES=${NODES:-100}
 BIG=${BIG:-0}
+PROP=${PROP:-1}
 tmp=$(mktemp -d /tmp/catbench-XXXXXX)
 trap '[ "${KEEP:-0}" = 1 ] && echo "kept $tmp" || rm -rf "$tmp"' EXIT
 agent=${AGENT:-}
@@ -40,12 +42,14 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
 echo "agent: $rev$dirty, sha256 $(sha256sum "$agent" | cut -c1-12)"
 echo "uptime: $(uptime)"
-echo "command: N=$N KILLS=$KILLS CHANGES=$CHANGES WATCHERS=$WATCHERS NODES=$NODES BIG=$BIG bench/catalog/run.sh"
+echo "command: N=$N KILLS=$KILLS CHANGES=$CHANGES WATCHERS=$WATCHERS NODES=$NODES BIG=$BIG PROP=$PROP bench/catalog/run.sh"
 
-echo
-echo "=== propagation (5-agent cluster)"
-"$tmp/propagation" -agent "$agent" -dir "$tmp/prop" -n "$N" -kills "$KILLS"
-echo "uptime: $(uptime)"
+if [ "$PROP" = 1 ]; then
+	echo
+	echo "=== propagation (5-agent cluster)"
+	"$tmp/propagation" -agent "$agent" -dir "$tmp/prop" -n "$N" -kills "$KILLS"
+	echo "uptime: $(uptime)"
+fi
 
 echo
 echo "=== scale ($NODES nodes x 100 services)"

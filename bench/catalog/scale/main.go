@@ -183,7 +183,7 @@ func run(ctx context.Context) error {
 			return err
 		}
 	}
-	fmt.Printf("load at end %s\n", kit.Load())
+	fmt.Printf("writes retried after an error (leader elections under load): %d\nload at end %s\n", retries.Load(), kit.Load())
 	return nil
 }
 
@@ -228,7 +228,25 @@ func (b *bench) register(ctx context.Context, n, s int) error {
 				ServiceID: instance(s, n), Output: "HTTP GET http://10.77.0.1:8080/health: 200 OK"},
 		},
 	}
-	return kit.Do(ctx, "PUT", b.c.Servers[0].URL()+"/v1/catalog/register", body, nil)
+	return retry(ctx, func() error { return kit.Do(ctx, "PUT", b.c.Servers[0].URL()+"/v1/catalog/register", body, nil) })
+}
+
+// retries counts writes retried after an error (a leader election under
+// the machine's load answers 500 "leadership lost"); the writes are
+// idempotent.
+var retries atomic.Int64
+
+func retry(ctx context.Context, f func() error) error {
+	var err error
+	for i := range 10 {
+		if err = f(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		retries.Add(1)
+		logf("write failed (attempt %d), retrying: %v", i+1, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	return err
 }
 
 func (b *bench) populate(ctx context.Context) error {
@@ -451,11 +469,13 @@ func (b *bench) flip(ctx context.Context, s int) error {
 		status = "passing"
 	}
 	id := instance(s, changeNode)
-	err := kit.Do(ctx, "PUT", b.c.Servers[0].URL()+"/v1/catalog/register", map[string]any{
-		"Node": node(changeNode), "SkipNodeUpdate": true,
-		"Check": checkJSON{CheckID: "service:" + id, Name: "Service '" + svc(s) + "' check", Status: status,
-			ServiceID: id, Output: "bench flip to " + status},
-	}, nil)
+	err := retry(ctx, func() error {
+		return kit.Do(ctx, "PUT", b.c.Servers[0].URL()+"/v1/catalog/register", map[string]any{
+			"Node": node(changeNode), "SkipNodeUpdate": true,
+			"Check": checkJSON{CheckID: "service:" + id, Name: "Service '" + svc(s) + "' check", Status: status,
+				ServiceID: id, Output: "bench flip to " + status},
+		}, nil)
+	})
 	if err == nil && s == 0 {
 		b.flipped = !b.flipped
 	}
