@@ -12,7 +12,8 @@
 # them and prints their output (the RESULT lines carry the figures).
 #
 # Environment: N (registrations, 200), KILLS (5), CHANGES (20),
-# WATCHERS (1000), NODES (100), BIG=1 also runs the scale program with 200
+# WATCHERS (1000), IDLERS (1000: simulated agents watching services that do
+# not change, for the wake-up cost), NODES (100), BIG=1 also runs the scale program with 200
 # nodes (20,000 instances), AGENT=path uses that binary instead of building,
 # KEEP=1 keeps the temporary directory (agent logs), PROP=0 skips the
 # propagation program.
@@ -23,6 +24,7 @@ N=${N:-200}
 KILLS=${KILLS:-5}
 CHANGES=${CHANGES:-20}
 WATCHERS=${WATCHERS:-1000}
+IDLERS=${IDLERS:-1000}
 NODES=${NODES:-100}
 BIG=${BIG:-0}
 PROP=${PROP:-1}
@@ -42,7 +44,7 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
 echo "agent: $rev$dirty, sha256 $(sha256sum "$agent" | cut -c1-12)"
 echo "uptime: $(uptime)"
-echo "command: N=$N KILLS=$KILLS CHANGES=$CHANGES WATCHERS=$WATCHERS NODES=$NODES BIG=$BIG PROP=$PROP bench/catalog/run.sh"
+echo "command: N=$N KILLS=$KILLS CHANGES=$CHANGES WATCHERS=$WATCHERS IDLERS=$IDLERS NODES=$NODES BIG=$BIG PROP=$PROP bench/catalog/run.sh"
 
 if [ "$PROP" = 1 ]; then
 	echo
@@ -53,12 +55,12 @@ fi
 
 echo
 echo "=== scale ($NODES nodes x 100 services)"
-"$tmp/scale" -agent "$agent" -dir "$tmp/scale-run" -nodes "$NODES" -changes "$CHANGES" -watchers "$WATCHERS"
+"$tmp/scale" -agent "$agent" -dir "$tmp/scale-run" -nodes "$NODES" -changes "$CHANGES" -watchers "$WATCHERS" -idlers "$IDLERS"
 echo "uptime: $(uptime)"
 
 if [ "$BIG" = 1 ]; then
 	echo
 	echo "=== scale (200 nodes x 100 services = 20,000 instances)"
-	"$tmp/scale" -agent "$agent" -dir "$tmp/scale-big" -nodes 200 -changes "$CHANGES" -watchers "$WATCHERS"
+	"$tmp/scale" -agent "$agent" -dir "$tmp/scale-big" -nodes 200 -changes "$CHANGES" -watchers "$WATCHERS" -idlers "$IDLERS"
 	echo "uptime: $(uptime)"
 fi
