@@ -212,6 +212,9 @@ func (b *batchServer) read() {
 		b.send(out[:k])
 		for i := range k {
 			out[i].Buffers[0], out[i].Addr = nil, nil
+			if cap(bufs[i]) > maxPooledBuf {
+				bufs[i] = make([]byte, 0, 512) // one huge reply does not pin memory
+			}
 		}
 		for i := range n {
 			in[i].Addr = nil
