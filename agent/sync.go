@@ -194,8 +194,8 @@ func (a *Agent) followServers(ctx context.Context, events <-chan gossip.Event) {
 	}
 }
 
-// boundedTransport gives requests that do not block (no ?index=) a
-// deadline, so a server that accepted a connection and then went silent
+// boundedTransport gives requests that do not block (no ?index=, not the
+// view's health watch) a deadline, so a server that accepted a connection and then went silent
 // cannot stall anti-entropy.
 type boundedTransport struct {
 	rt      http.RoundTripper
@@ -203,7 +203,7 @@ type boundedTransport struct {
 }
 
 func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Query().Get("index") != "" {
+	if r.URL.Query().Get("index") != "" || r.URL.Path == catalog.HealthWatchPath {
 		return t.rt.RoundTrip(r)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
