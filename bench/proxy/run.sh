@@ -28,8 +28,9 @@ PROCS=${PROCS:-1}      # GOMAXPROCS of ours and Caddy, nbthread of HAProxy
 BASE=${BASE:-29000}
 KEEP=${KEEP:-0}
 OURS=${OURS:-agent}
+STREAMS=${STREAMS:-5}  # 1 GiB downloads per system, alternating; the ratio is the median of the pairs' ratios
 CMDLINE="bench/proxy/run.sh"
-for vd in DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000 OURS=agent; do
+for vd in DURATION=10 ROUNDS=2 THREADS=2 CONNS=50 PROCS=1 BASE=29000 OURS=agent STREAMS=5; do
 	v=${vd%%=*}
 	[ "${!v}" != "${vd#*=}" ] && CMDLINE="$v=${!v} $CMDLINE"
 done
@@ -205,9 +206,7 @@ wrk_run() {
 	echo "$rps $(to_us "$p99") $cpu $errs" >>"$out/$name.txt"
 	log "$name: $rps req/s, p99 $p99, proxy CPU ${cpu} µs/request $errs"
 }
-best() { sort -k1,1 -gr "$out/$1.txt" | head -1 | awk '{ print $1 }'; }
-p99of() { sort -k1,1 -gr "$out/$1.txt" | head -1 | awk '{ print $2 }'; }
-cpuof() { sort -k3,3 -g "$out/$1.txt" | head -1 | awk '{ print $3 }'; } # lowest CPU µs/request
+cpuof() { col "$1" 3 | med | awk '{ printf "%.1f", $1 }'; } # median CPU µs/request
 
 rss_peak=0
 sample_rss() { # background sampler of our RSS (kB)
@@ -244,41 +243,46 @@ stream() { # stream NAME PORT: bytes/s of a 1 GiB download
 	echo "$s" >>"$out/$1.txt"
 	log "$1: $(awk -v s="$s" 'BEGIN { printf "%.0f MiB/s", s / 1048576 }')"
 }
-for r in $(seq "$ROUNDS"); do
+for r in $(seq "$STREAMS"); do
 	stream stream-direct $B1
 	stream stream-ours-l4 $OURS4
 	stream stream-haproxy-tcp $HA4
 done
+col() { awk -v c="${2:-1}" '{ print $c }' "$out/$1.txt"; }
+med() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m }'; }
+median_ratio() { # median over rounds of (round's A ÷ round's B), column $3 (default 1)
+	paste <(col "$1" "${3:-1}") <(col "$2" "${3:-1}") | awk '$2 > 0 { print $1 / $2 }' | med
+}
+medval() { col "$1" "${2:-1}" | med | awk '{ printf "%.0f", $1 }'; }
+median() { sort -g "$out/$1.txt" | awk '{ v[NR] = $1 } END { printf "%.0f", ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1048576 }'; }
 rss_kb=$(sort -n "$out/rss.txt" | tail -1)
 hwm_kb=$(awk '/^VmHWM/ { print $2 }' "/proc/$ours_pid/status")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-fmt() { awk -v a="$1" 'BEGIN { printf "%\047.0f", a }'; }
-D=$(best direct); O4=$(best ours-l4); H4=$(best haproxy-tcp); O7=$(best ours-l7); H7=$(best haproxy-http); C=$(best caddy)
-DC=$(best direct-close); O4C=$(best ours-l4-close); H4C=$(best haproxy-tcp-close); O7C=$(best ours-l7-close); H7C=$(best haproxy-http-close)
-Dp=$(p99of direct); O4p=$(p99of ours-l4); H4p=$(p99of haproxy-tcp); O7p=$(p99of ours-l7); H7p=$(p99of haproxy-http)
-SD=$(best stream-direct); SO=$(best stream-ours-l4); SH=$(best stream-haproxy-tcp)
+D=$(medval direct); O4=$(medval ours-l4); H4=$(medval haproxy-tcp); O7=$(medval ours-l7); H7=$(medval haproxy-http); C=$(medval caddy)
+DC=$(medval direct-close); O4C=$(medval ours-l4-close); H4C=$(medval haproxy-tcp-close); O7C=$(medval ours-l7-close); H7C=$(medval haproxy-http-close)
+Dp=$(medval direct 2); O4p=$(medval ours-l4 2); H4p=$(medval haproxy-tcp 2); O7p=$(medval ours-l7 2); H7p=$(medval haproxy-http 2)
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 {
 echo "\`$CMDLINE\` (run $stamp, $(date -u '+%Y-%m-%d %H:%M') UTC; $(nproc) cores, $cpu; load average $load before, $load_after after;"
 echo "wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), HAProxy $("$HAPROXY" -v | head -1 | awk '{ print $3 }'), Caddy $(caddy version | awk '{ print $1 }'), $(go version | awk '{ print $3 }')."
-echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, best of $ROUNDS rounds; nginx (1 worker) serves a 61-byte file; GOMAXPROCS=$PROCS for ours and Caddy, nbthread $PROCS for HAProxy;"
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (each runs every system back to back); values are medians over the rounds, ratios the median of the rounds' ratios; nginx (1 worker) serves a 61-byte file; GOMAXPROCS=$PROCS for ours and Caddy, nbthread $PROCS for HAProxy;"
 if [ "$OURS" = harness ]; then echo "ours: the bench/proxy harness (sidecar.Manager over a static catalog)."; else echo "ours: a client agent (joined to a -dev server) whose service's sidecar has the two upstreams, registered through /v1/agent/service/register; its RSS is the whole agent's."; fi
 echo
 echo "| case | ours | peer | ratio | goal |"
 echo "|---|---:|---:|---:|---|"
-echo "| keep-alive HTTP via L4, req/s | $(fmt "$O4") | HAProxy tcp $(fmt "$H4") | $(ratio "$O4" "$H4") | ≥ 1.0 |"
-echo "| keep-alive via L4, added p99 µs (direct p99 $Dp) | $((O4p - Dp)) | HAProxy tcp $((H4p - Dp)) | | ≤ HAProxy's |"
-echo "| L7 (http), req/s | $(fmt "$O7") | HAProxy http $(fmt "$H7") | $(ratio "$O7" "$H7") | ≥ 0.8 |"
-echo "| L7 (http), req/s | $(fmt "$O7") | Caddy $(fmt "$C") | $(ratio "$O7" "$C") | ≥ 3 |"
+echo "| keep-alive HTTP via L4, req/s | $O4 | HAProxy tcp $H4 | $(median_ratio ours-l4 haproxy-tcp) | ≥ 1.0 |"
+echo "| keep-alive via L4, p99 µs (direct $Dp) | $O4p | HAProxy tcp $H4p | | added p99 ≤ HAProxy's |"
+echo "| L7 (http), req/s | $O7 | HAProxy http $H7 | $(median_ratio ours-l7 haproxy-http) | ≥ 0.8 |"
+echo "| L7 (http), req/s | $O7 | Caddy $C | $(median_ratio ours-l7 caddy) | ≥ 3 |"
 echo "| L7 p99 µs | $O7p | HAProxy http $H7p | | |"
-echo "| new connection per request, L4, req/s | $(fmt "$O4C") | HAProxy tcp $(fmt "$H4C") | $(ratio "$O4C" "$H4C") | ≥ 1.0 |"
-echo "| new connection per request, L7, req/s | $(fmt "$O7C") | HAProxy http $(fmt "$H7C") | $(ratio "$O7C" "$H7C") | ≥ 1.0 |"
-echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | direct $(awk -v s="$SD" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SD") | ≥ 0.9 |"
-echo "| 1 GiB stream via L4, MiB/s | $(awk -v s="$SO" 'BEGIN { printf "%.0f", s / 1048576 }') | HAProxy tcp $(awk -v s="$SH" 'BEGIN { printf "%.0f", s / 1048576 }') | $(ratio "$SO" "$SH") | |"
+echo "| new connection per request, L4, req/s | $O4C | HAProxy tcp $H4C | $(median_ratio ours-l4-close haproxy-tcp-close) | ≥ 1.0 |"
+echo "| new connection per request, L7, req/s | $O7C | HAProxy http $H7C | $(median_ratio ours-l7-close haproxy-http-close) | ≥ 1.0 |"
+echo "| 1 GiB stream via L4, MiB/s (median of $STREAMS; ratio: median of back-to-back pairs) | $(median stream-ours-l4) | direct $(median stream-direct) | $(median_ratio stream-ours-l4 stream-direct) | ≥ 0.9 |"
+echo "| 1 GiB stream via L4, MiB/s | $(median stream-ours-l4) | HAProxy tcp $(median stream-haproxy-tcp) | $(median_ratio stream-ours-l4 stream-haproxy-tcp) | |"
 echo "| our ($OURS) RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
 echo
-echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; lowest of the rounds; lower is better):"
+echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; median of the rounds; lower is better):"
 echo
 echo "| case | ours µs | peer µs | peer ÷ ours |"
 echo "|---|---:|---:|---:|"
@@ -288,5 +292,5 @@ echo "| L7 | $(cpuof ours-l7) | Caddy $(cpuof caddy) | $(ratio "$(cpuof caddy)" 
 echo "| new connection per request, L4 | $(cpuof ours-l4-close) | HAProxy tcp $(cpuof haproxy-tcp-close) | $(ratio "$(cpuof haproxy-tcp-close)" "$(cpuof ours-l4-close)") |"
 echo "| new connection per request, L7 | $(cpuof ours-l7-close) | HAProxy http $(cpuof haproxy-http-close) | $(ratio "$(cpuof haproxy-http-close)" "$(cpuof ours-l7-close)") |"
 echo
-echo "Direct to nginx: $(fmt "$D") req/s keep-alive, $(fmt "$DC") req/s with a new connection per request."
+echo "Direct to nginx: $D req/s keep-alive, $DC req/s with a new connection per request."
 } | tee "$out/summary.md"
