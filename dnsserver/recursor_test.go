@@ -44,14 +44,22 @@ func startUpstream(t *testing.T) *upstream {
 		}
 		w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// The same port for UDP and TCP: a UDP port the kernel picks may be
+	// taken for TCP (outgoing connections of other tests), so try again.
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
-		t.Skipf("upstream tcp port taken: %v", err)
+		if attempt == 100 {
+			t.Fatalf("no port free for both UDP and TCP after 100 tries: %v", err)
+		}
 	}
 	u.addr = pc.LocalAddr().String()
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
