@@ -338,6 +338,22 @@ func TestAppInstanceStopped(t *testing.T) {
 	l := startLoop("http://" + c.ingress + "/")
 	defer l.halt()
 
+	// Restore: the app again, then its sidecar, which must re-enter the
+	// app's new network namespace (it kept the old one, now unplugged).
+	restored := false
+	restore := func() {
+		if restored {
+			return
+		}
+		restored = true
+		if _, err := docker(60*time.Second, "start", c.id("web2")); err != nil {
+			t.Error(err)
+		}
+		if _, err := docker(60*time.Second, "restart", "-t", "10", c.id("web2-agent")); err != nil {
+			t.Error(err)
+		}
+	}
+	defer restore()
 	start := time.Now()
 	if _, err := docker(60*time.Second, "stop", "-t", "10", c.id("web2")); err != nil {
 		t.Fatal(err)
@@ -407,14 +423,7 @@ func TestAppInstanceStopped(t *testing.T) {
 	t.Logf("FIGURE compose app stopped: docker stop took %v; web2 failed in gossip after %v; gone from DNS after %v (server1) and %v (api1's sidecar), from the ingress after %v; goal ≤ detection + 1 s %s; requests through the ingress meanwhile: %d failed of %d %v, slowest %v",
 		stopped.Round(time.Millisecond), failedAt.Round(time.Millisecond), dnsServer1.Round(time.Millisecond), dnsAPI1.Round(time.Millisecond), ingressAt.Round(time.Millisecond), verdict, failed, total, first, slowest.Round(time.Millisecond))
 
-	// Restore: the app again, then its sidecar, which must re-enter the
-	// app's new network namespace (it kept the old one, now unplugged).
-	if _, err := docker(60*time.Second, "start", c.id("web2")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := docker(60*time.Second, "restart", "-t", "10", c.id("web2-agent")); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	back := c.waitWhole(t, 2*time.Minute)
 	t.Logf("web2 and its sidecar restarted: cluster whole again after %v", back.Round(time.Millisecond))
 }
@@ -429,6 +438,14 @@ func TestWebRestartsThroughIngress(t *testing.T) {
 	l := startLoop("http://" + c.ingress + "/")
 	defer l.halt()
 	var report []string
+	defer func() {
+		if t.Failed() { // whatever step failed, leave both pods running
+			for _, web := range []string{"web1", "web2"} {
+				_, _ = docker(60*time.Second, "start", c.id(web))
+				_, _ = docker(60*time.Second, "restart", "-t", "10", c.id(web+"-agent"))
+			}
+		}
+	}()
 	for _, web := range []string{"web1", "web2"} {
 		start := time.Now()
 		for _, step := range [][]string{

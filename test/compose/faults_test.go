@@ -123,6 +123,12 @@ func TestLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ackedBefore, failedBefore, _ := w.snapshot()
+	started := false
+	defer func() {
+		if !started { // a failure before the restart: leave it running
+			_, _ = docker(60*time.Second, "start", c.id(old))
+		}
+	}()
 	kill := time.Now()
 	if _, err := docker(30*time.Second, "kill", "-s", "KILL", c.id(old)); err != nil {
 		t.Fatal(err)
@@ -140,6 +146,7 @@ func TestLeaderKilled(t *testing.T) {
 
 	// The killed server started again: it answers from its own state (the
 	// keys acknowledged before the kill) and rejoins as the same server.
+	started = true
 	if _, err := docker(60*time.Second, "start", c.id(old)); err != nil {
 		t.Fatal(err)
 	}
@@ -354,6 +361,13 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}()
 	w.waitAcks(t, 20, 30*time.Second, "writes through web1's sidecar")
+	defer func() {
+		if t.Failed() { // whatever step failed, leave every server running
+			for _, s := range servers {
+				_, _ = docker(60*time.Second, "start", c.id(s))
+			}
+		}
+	}()
 	var report []string
 	for _, s := range servers {
 		leader, err := c.leader("web1")

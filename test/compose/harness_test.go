@@ -63,6 +63,10 @@ type cluster struct {
 	// wholeAfter is how long after `up -d` the cluster was first whole.
 	wholeAfter time.Duration
 
+	// broken is set when a test could not get the cluster whole again:
+	// the tests after it fail at once instead of waiting in turn.
+	broken string
+
 	mu  sync.Mutex
 	ids map[string]string // compose service -> container ID
 }
@@ -97,6 +101,9 @@ func shared(t *testing.T) *cluster {
 	}
 	if sharedErr != nil {
 		t.Fatal(sharedErr)
+	}
+	if sharedCluster.broken != "" {
+		t.Fatalf("the shared cluster is broken: %s", sharedCluster.broken)
 	}
 	return sharedCluster
 }
@@ -176,7 +183,7 @@ func startCluster() (skip string, err error) {
 	}
 	c.upTook = time.Since(c.started)
 	for _, svc := range append(append(append([]string{}, servers...), apps...), append(sidecars(), "ingress")...) {
-		out, err := c.composeRun(ctx, "ps", "-q", svc)
+		out, err := c.composeOutput(ctx, "ps", "-q", svc)
 		id := strings.TrimSpace(out)
 		if err != nil || id == "" {
 			return "", fmt.Errorf("container of %s: %v %q", svc, err, out)
@@ -357,6 +364,22 @@ func (c *cluster) composeRun(ctx context.Context, args ...string) (string, error
 	return string(out), nil
 }
 
+// composeOutput is composeRun's standard output alone: `docker compose`
+// v2 warns on standard error (e.g. that `version` is obsolete, a key
+// docker-compose 1.29 needs).
+func (c *cluster) composeOutput(ctx context.Context, args ...string) (string, error) {
+	full := append(append([]string{}, c.compose[1:]...), append([]string{"-p", c.project, "-f", c.file}, args...)...)
+	cmd := exec.CommandContext(ctx, c.compose[0], full...)
+	cmd.Env = append(os.Environ(), c.env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", c.compose[0], strings.Join(full, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
 // docker runs a docker command with a deadline.
 func docker(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -503,7 +526,11 @@ func (c *cluster) waitWhole(t *testing.T, timeout time.Duration) time.Duration {
 	// the wait was long, to tell which part was slow.
 	var trail []string
 	last := ""
+	ok := false
 	defer func() {
+		if !ok {
+			c.broken = fmt.Sprintf("%s could not get it whole within %v: %s", t.Name(), timeout, last)
+		}
 		if d := time.Since(start); d > 10*time.Second {
 			t.Logf("waiting %v for a whole cluster; it was not because:\n%s", d.Round(time.Millisecond), strings.Join(trail, "\n"))
 		}
@@ -516,6 +543,7 @@ func (c *cluster) waitWhole(t *testing.T, timeout time.Duration) time.Duration {
 		}
 		return err
 	})
+	ok = true
 	return time.Since(start)
 }
 
