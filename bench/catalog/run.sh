@@ -16,7 +16,7 @@
 # not change, for the wake-up cost), NODES (100), BIG=1 also runs the scale program with 200
 # nodes (20,000 instances), AGENT=path uses that binary instead of building,
 # KEEP=1 keeps the temporary directory (agent logs), PROP=0 skips the
-# propagation program.
+# propagation program, SCALE=0 the 10,000-instance scale run.
 # Takes about 6 minutes (9 with BIG=1) on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +28,7 @@ IDLERS=${IDLERS:-1000}
 NODES=${NODES:-100}
 BIG=${BIG:-0}
 PROP=${PROP:-1}
+SCALE=${SCALE:-1}
 tmp=$(mktemp -d /tmp/catbench-XXXXXX)
 trap '[ "${KEEP:-0}" = 1 ] && echo "kept $tmp" || rm -rf "$tmp"' EXIT
 agent=${AGENT:-}
@@ -44,7 +45,7 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
 echo "agent: $rev$dirty, sha256 $(sha256sum "$agent" | cut -c1-12)"
 echo "uptime: $(uptime)"
-echo "command: N=$N KILLS=$KILLS CHANGES=$CHANGES WATCHERS=$WATCHERS IDLERS=$IDLERS NODES=$NODES BIG=$BIG PROP=$PROP bench/catalog/run.sh"
+echo "command: N=$N KILLS=$KILLS CHANGES=$CHANGES WATCHERS=$WATCHERS IDLERS=$IDLERS NODES=$NODES BIG=$BIG PROP=$PROP SCALE=$SCALE bench/catalog/run.sh"
 
 if [ "$PROP" = 1 ]; then
 	echo
@@ -53,10 +54,12 @@ if [ "$PROP" = 1 ]; then
 	echo "uptime: $(uptime)"
 fi
 
-echo
-echo "=== scale ($NODES nodes x 100 services)"
-"$tmp/scale" -agent "$agent" -dir "$tmp/scale-run" -nodes "$NODES" -changes "$CHANGES" -watchers "$WATCHERS" -idlers "$IDLERS"
-echo "uptime: $(uptime)"
+if [ "$SCALE" = 1 ]; then
+	echo
+	echo "=== scale ($NODES nodes x 100 services)"
+	"$tmp/scale" -agent "$agent" -dir "$tmp/scale-run" -nodes "$NODES" -changes "$CHANGES" -watchers "$WATCHERS" -idlers "$IDLERS"
+	echo "uptime: $(uptime)"
+fi
 
 if [ "$BIG" = 1 ]; then
 	echo
