@@ -237,16 +237,19 @@ for r in $(seq "$ROUNDS"); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-stream() { # stream NAME PORT: bytes/s of a 1 GiB download
-	local s
+stream() { # stream NAME PORT PID: "bytes/s proxy-CPU-seconds-per-GiB" of a 1 GiB download
+	local s t0 t1 cpu
+	t0=$(cpu_ticks "$3")
 	s=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$2/big")
-	echo "$s" >>"$out/$1.txt"
-	log "$1: $(awk -v s="$s" 'BEGIN { printf "%.0f MiB/s", s / 1048576 }')"
+	t1=$(cpu_ticks "$3")
+	cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')
+	echo "$s $cpu" >>"$out/$1.txt"
+	log "$1: $(awk -v s="$s" 'BEGIN { printf "%.0f MiB/s", s / 1048576 }'), proxy CPU ${cpu} s"
 }
 for r in $(seq "$STREAMS"); do
-	stream stream-direct $B1
-	stream stream-ours-l4 $OURS4
-	stream stream-haproxy-tcp $HA4
+	stream stream-direct $B1 0
+	stream stream-ours-l4 $OURS4 $ours_pid
+	stream stream-haproxy-tcp $HA4 $ha_pid
 done
 col() { awk -v c="${2:-1}" '{ print $c }' "$out/$1.txt"; }
 med() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m }'; }
@@ -280,6 +283,7 @@ echo "| new connection per request, L4, req/s | $O4C | HAProxy tcp $H4C | $(medi
 echo "| new connection per request, L7, req/s | $O7C | HAProxy http $H7C | $(median_ratio ours-l7-close haproxy-http-close) | ≥ 1.0 |"
 echo "| 1 GiB stream via L4, MiB/s (median of $STREAMS; ratio: median of back-to-back pairs) | $(median stream-ours-l4) | direct $(median stream-direct) | $(median_ratio stream-ours-l4 stream-direct) | ≥ 0.9 |"
 echo "| 1 GiB stream via L4, MiB/s | $(median stream-ours-l4) | HAProxy tcp $(median stream-haproxy-tcp) | $(median_ratio stream-ours-l4 stream-haproxy-tcp) | |"
+echo "| 1 GiB stream via L4, proxy CPU seconds per GiB | $(col stream-ours-l4 2 | med) | HAProxy tcp $(col stream-haproxy-tcp 2 | med) | | |"
 echo "| our ($OURS) RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
 echo
 echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; median of the rounds; lower is better):"
