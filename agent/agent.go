@@ -411,6 +411,16 @@ func (a *Agent) Route(r *http.Request, mode httpapi.RouteMode) (string, error) {
 	return a.liveServer()
 }
 
+// CurrentLeader implements httpapi.LeaderTracker: on a server, the
+// leader's server address as Raft knows it now; "" on client agents.
+func (a *Agent) CurrentLeader() string {
+	if a.server == nil {
+		return ""
+	}
+	addr, _ := a.server.store.Leader()
+	return addr
+}
+
 // liveServer picks the server port of a live server of our datacenter, in
 // turn, skipping for a while those that recently refused a connection.
 func (a *Agent) liveServer() (string, error) {

@@ -103,8 +103,33 @@ func (s *Server) routedAs(mode func(*http.Request) RouteMode, h http.HandlerFunc
 				lv.UseService(name)
 			}
 		}
-		s.forward(w, r, target, hops+1)
+		s.forward(w, r, target, hops+1, mode, h)
 	}
+}
+
+// DefaultForwardTimeout bounds a forwarded request that is not a blocking
+// query: a server cut off by a partition never answers (its packets are
+// dropped), and the client must not wait for TCP to give up.
+const DefaultForwardTimeout = 10 * time.Second
+
+// LeaderTracker is implemented by Routers that know the current leader
+// (server agents). A write forwarded to a leader that is replaced while
+// the request is in flight is abandoned at once (its outcome is unknown),
+// rather than waiting for the forward timeout.
+type LeaderTracker interface {
+	// CurrentLeader is the server address of the leader, or "" when there
+	// is none right now.
+	CurrentLeader() string
+}
+
+// isBlocking reports whether r may legitimately wait for long: a blocking
+// query (?index=N, N > 0) or the view's health watch.
+func isBlocking(r *http.Request) bool {
+	if r.URL.Path == HealthWatchPath {
+		return true
+	}
+	idx := r.URL.Query().Get("index")
+	return idx != "" && idx != "0"
 }
 
 // FailureReporter is implemented by Routers that can steer away from a
@@ -119,9 +144,12 @@ type FailureReporter interface {
 const maxForwardBody = 2 << 20
 
 // forward proxies r to target. When the target cannot be dialled (nothing
-// was sent), it reports the failure to the Router and retries once more on
-// the server the Router picks next.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, hops int) {
+// was sent), it reports the failure to the Router and retries on the
+// server the Router picks next, or serves r here when the Router now says
+// so (this server became the leader). A request that is not a blocking
+// query gets Config.ForwardTimeout, and a leader-bound one is abandoned when the
+// leader changes under it.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, hops int, mode func(*http.Request) RouteMode, h http.HandlerFunc) {
 	var body []byte
 	replayable := r.Body == nil || r.Body == http.NoBody
 	if !replayable && r.ContentLength >= 0 && r.ContentLength <= maxForwardBody {
@@ -138,6 +166,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		retry := false
+		ctx, cancel := s.forwardContext(r, target, mode(r))
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(&url.URL{Scheme: "http", Host: target})
@@ -156,10 +185,18 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 				if errors.As(err, &op) && op.Op == "dial" && s.serveFromLocalView(w, r) {
 					return
 				}
-				Error(w, http.StatusInternalServerError, "forward to server %s: %v", target, err)
+				switch cause := context.Cause(ctx); {
+				case errors.Is(cause, errLeaderChanged):
+					Error(w, http.StatusInternalServerError, "leader %s was replaced while it handled the request; its outcome is unknown", target)
+				case errors.Is(cause, errForwardTimeout):
+					Error(w, http.StatusGatewayTimeout, "no answer from server %s within %v; the request's outcome is unknown", target, s.cfg.ForwardTimeout)
+				default:
+					Error(w, http.StatusInternalServerError, "forward to server %s: %v", target, err)
+				}
 			},
 		}
-		proxy.ServeHTTP(w, r)
+		proxy.ServeHTTP(w, r.WithContext(ctx))
+		cancel()
 		if !retry {
 			return
 		}
@@ -167,18 +204,61 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 		if fr, ok := s.cfg.Router.(FailureReporter); ok {
 			fr.ServerFailed(target)
 		}
-		next, err := s.cfg.Router.Route(r, modeFor(r))
+		next, err := s.cfg.Router.Route(r, mode(r))
 		if err != nil {
 			Error(w, http.StatusInternalServerError, "%v", err)
 			return
 		}
 		if next == "" {
-			// The Router now says we can serve it ourselves: forward to
-			// our own handlers is not possible from here, so report it.
-			Error(w, http.StatusInternalServerError, "forward to server %s failed and no other server is known", target)
+			// This agent may answer now (it became the leader).
+			if body != nil {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			h(w, r)
 			return
 		}
 		target = next
+	}
+}
+
+var (
+	errLeaderChanged  = errors.New("leader changed")
+	errForwardTimeout = errors.New("forward timed out")
+)
+
+// forwardContext is the context of one forward of r to target.
+func (s *Server) forwardContext(r *http.Request, target string, mode RouteMode) (context.Context, context.CancelFunc) {
+	if isBlocking(r) {
+		return context.WithCancel(r.Context())
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	timer := time.AfterFunc(s.cfg.ForwardTimeout, func() { cancel(errForwardTimeout) })
+	stop := func() {}
+	if lt, ok := s.cfg.Router.(LeaderTracker); ok && mode == RouteLeader && lt.CurrentLeader() == target {
+		done := make(chan struct{})
+		go func() {
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if cur := lt.CurrentLeader(); cur != "" && cur != target {
+						cancel(errLeaderChanged)
+						return
+					}
+				}
+			}
+		}()
+		stop = func() { close(done) }
+	}
+	return ctx, func() {
+		timer.Stop()
+		stop()
+		cancel(nil)
 	}
 }
 

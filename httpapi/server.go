@@ -43,6 +43,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger receives request errors. If nil, slog.Default() is used.
 	Logger *slog.Logger
+	// ForwardTimeout bounds a forwarded request that is not a blocking
+	// query (a partitioned server never answers). If zero,
+	// DefaultForwardTimeout.
+	ForwardTimeout time.Duration
 	// ShutdownTimeout bounds Shutdown's wait for in-flight requests.
 	// If zero, 5s is used.
 	ShutdownTimeout time.Duration
@@ -87,6 +91,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ForwardTimeout == 0 {
+		cfg.ForwardTimeout = DefaultForwardTimeout
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 5 * time.Second

@@ -133,7 +133,9 @@ func (a *kvAPI) reroute(w http.ResponseWriter, r *http.Request, body []byte) boo
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
-	s.forward(w, r, target, hops+1)
+	s.forward(w, r, target, hops+1, func(*http.Request) RouteMode { return RouteLeader }, func(w http.ResponseWriter, _ *http.Request) {
+		Error(w, http.StatusInternalServerError, "%v; retry", ErrNoLeader)
+	})
 	return true
 }
 

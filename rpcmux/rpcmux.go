@@ -194,7 +194,10 @@ func Dial(ctx context.Context, addr string, proto byte, timeout time.Duration) (
 func HTTPTransport() *http.Transport {
 	return &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return Dial(ctx, addr, ProtoHTTP, 5*time.Second)
+			// Servers are on the LAN: a dial that takes a second is to a
+			// server that is gone (its packets dropped), and the caller
+			// tries another.
+			return Dial(ctx, addr, ProtoHTTP, time.Second)
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
