@@ -477,3 +477,33 @@ func TestL4BulkUsesSplice(t *testing.T) {
 		return nil
 	})
 }
+
+// A listener removed by Apply stops accepting at once, lets its
+// connections drain, and Close cuts the drain short.
+func TestRemovedListenerDrains(t *testing.T) {
+	env := newEnv(t, func(c *Config) { c.DrainTimeout = time.Minute })
+	a := newTCPBackend(t, "a")
+	env.src.set("api", entry("api", "api1", "n1", a.addr()))
+	addr := env.upstream(Upstream{DestinationName: "api"})
+	_, held := dialName(t, addr)
+	defer held.Close()
+	if err := env.m.Apply(context.Background(), Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("removed listener still accepts")
+	}
+	echo(t, held, "draining but alive")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	env.m.Close(ctx)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := held.Read(make([]byte, 1)); err == nil {
+		t.Error("connection of the removed listener still open after Close")
+	}
+}

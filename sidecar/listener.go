@@ -27,6 +27,7 @@ type listener struct {
 	drainFlag atomic.Bool // draining, read without the lock
 	wg        sync.WaitGroup
 	done      chan struct{} // closed when the accept loop ends
+	shutDown  chan struct{} // closed when shutdownCtx has finished
 }
 
 // clientConn is an accepted connection; idle is set between HTTP requests
@@ -74,7 +75,7 @@ func (r *route) target() *cluster {
 
 func newListener(m *Manager, spec *listenerSpec, ln *net.TCPListener, h *handler) *listener {
 	l := &listener{m: m, name: spec.name, spec: spec, ln: ln, met: m.metrics.listener(spec.name),
-		conns: map[*clientConn]struct{}{}, done: make(chan struct{})}
+		conns: map[*clientConn]struct{}{}, done: make(chan struct{}), shutDown: make(chan struct{})}
 	l.h.Store(h)
 	return l
 }
@@ -151,8 +152,9 @@ func (l *listener) shutdown(timeout time.Duration) {
 }
 
 // shutdownCtx stops accepting, closes idle HTTP connections, waits for the
-// others to end until ctx is done, then closes them.
+// others to end until ctx is done, then closes them. Call it once.
 func (l *listener) shutdownCtx(ctx context.Context) {
+	defer close(l.shutDown)
 	l.ln.Close()
 	<-l.done
 	l.mu.Lock()
@@ -172,18 +174,22 @@ func (l *listener) shutdownCtx(ctx context.Context) {
 	select {
 	case <-ended:
 	case <-ctx.Done():
-		l.mu.Lock()
-		n := len(l.conns)
-		for cc := range l.conns {
-			cc.c.Close()
-		}
-		l.mu.Unlock()
-		if n > 0 {
+		if n := l.closeConns(); n > 0 {
 			l.m.log.Info("sidecar: drain time over; closed connections", "listener", l.name, "connections", n)
 		}
 		<-ended
 	}
 	l.m.releaseHandler(l.h.Load())
+}
+
+// closeConns closes every client connection still open.
+func (l *listener) closeConns() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for cc := range l.conns {
+		cc.c.Close()
+	}
+	return len(l.conns)
 }
 
 // serveTCP forwards one connection at L4. prefix, if any, is what was

@@ -24,8 +24,9 @@ type Manager struct {
 
 	mu        sync.Mutex // serializes Apply, ApplyIngress and Close
 	closed    bool
-	listeners map[string]*listener // by bind address "ip:port"
-	clusters  map[string]*cluster  // by clusterKey, reference-counted
+	listeners map[string]*listener   // by bind address "ip:port"
+	draining  map[*listener]struct{} // removed, still draining
+	clusters  map[string]*cluster    // by clusterKey, reference-counted
 }
 
 const (
@@ -48,6 +49,7 @@ func New(cfg Config) (*Manager, error) {
 		log:       cfg.Logger,
 		metrics:   met,
 		listeners: map[string]*listener{},
+		draining:  map[*listener]struct{}{},
 		clusters:  map[string]*cluster{},
 	}, nil
 }
@@ -162,7 +164,13 @@ func (m *Manager) apply(ctx context.Context, owner string, want []*listenerSpec)
 		if _, ok := wantByKey[k]; !ok {
 			delete(m.listeners, k)
 			m.log.Info("sidecar: closing listener", "listener", l.spec.name, "addr", k)
-			go l.shutdown(m.cfg.DrainTimeout)
+			m.draining[l] = struct{}{}
+			go func() {
+				l.shutdown(m.cfg.DrainTimeout)
+				m.mu.Lock()
+				delete(m.draining, l)
+				m.mu.Unlock()
+			}()
 		}
 	}
 	for k, w := range wantByKey {
@@ -201,8 +209,25 @@ func (m *Manager) Close(ctx context.Context) error {
 		ls = append(ls, l)
 	}
 	m.listeners = map[string]*listener{}
+	draining := make([]*listener, 0, len(m.draining))
+	for l := range m.draining {
+		draining = append(draining, l)
+	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
+	for _, l := range draining {
+		// Removed earlier and still draining: cut it short at ctx too.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-l.shutDown:
+			case <-ctx.Done():
+				l.closeConns()
+				<-l.shutDown
+			}
+		}()
+	}
 	for _, l := range ls {
 		wg.Add(1)
 		go func() {
