@@ -107,8 +107,10 @@ func TestDiscoveryWithEveryServerDown(t *testing.T) {
 		if err != nil || len(entries) != 1 {
 			return fmt.Errorf("entries %v err %v", entries, err)
 		}
-		if _, ok := c2.view.Peek("api"); !ok {
-			return fmt.Errorf("view not subscribed yet")
+		// The view reads ?stale from any server: wait until it holds the
+		// instance, not merely the subscription.
+		if snap, ok := c2.view.Peek("api"); !ok || len(snap.Entries) != 1 {
+			return fmt.Errorf("view not caught up yet (subscribed %v)", ok)
 		}
 		return nil
 	})

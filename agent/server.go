@@ -62,10 +62,11 @@ func newServer(a *Agent, advertise string) (s *server, err error) {
 		}
 	}()
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  mux.RaftLayer(),
-		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  kvstore.HCLogger(a.log.With("component", "raft-net"), "raft-net"),
+		Stream:                mux.RaftLayer(),
+		MaxPool:               3,
+		Timeout:               10 * time.Second,
+		Logger:                kvstore.HCLogger(a.log.With("component", "raft-net"), "raft-net"),
+		ServerAddressProvider: &gossipAddrs{a: a},
 	})
 	kcfg := kvstore.DefaultConfig()
 	kcfg.NodeID = a.nodeID
@@ -100,6 +101,54 @@ func newServer(a *Agent, advertise string) (s *server, err error) {
 		cleanupDead:       cfg.Autopilot.CleanupDeadServers,
 		minVoters:         max(expect, 1),
 	}, nil
+}
+
+// gossipAddrs gives Raft each server's current address from gossip, by
+// server ID: servers that restart together and come back on each other's
+// addresses (containers) still reach each other to elect a leader, before
+// the leader rewrites the Raft configuration. An ID gossip does not know
+// falls back to the configuration's address.
+type gossipAddrs struct {
+	a *Agent
+
+	mu      sync.Mutex
+	byID    map[raft.ServerID]raft.ServerAddress
+	fetched time.Time
+}
+
+// ServerAddr is called for every Raft RPC, so the scan of the members
+// (thousands on a large cluster) is cached for a second, and redone at
+// most every 200 ms for an ID it does not know.
+func (g *gossipAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	age := time.Since(g.fetched)
+	addr, ok := g.byID[id]
+	if age > time.Second || !ok && age > 200*time.Millisecond {
+		g.refreshLocked()
+		addr, ok = g.byID[id]
+	}
+	if !ok {
+		return "", fmt.Errorf("server %s not known by gossip yet", id)
+	}
+	return addr, nil
+}
+
+func (g *gossipAddrs) refreshLocked() {
+	byID := map[raft.ServerID]raft.ServerAddress{}
+	alive := map[raft.ServerID]bool{}
+	for _, m := range g.a.gossip.Members() {
+		if m.Tags[gossip.TagRole] != "consul" || m.Tags[gossip.TagServerPort] == "" || m.Addr == nil {
+			continue
+		}
+		id := raft.ServerID(m.Tags[gossip.TagID])
+		if alive[id] {
+			continue
+		}
+		byID[id] = raft.ServerAddress(net.JoinHostPort(m.Addr.String(), m.Tags[gossip.TagServerPort]))
+		alive[id] = m.Status == gossip.StatusAlive
+	}
+	g.byID, g.fetched = byID, time.Now()
 }
 
 // run serves forwarded HTTP on the server port, bootstraps when enough
