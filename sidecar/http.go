@@ -141,16 +141,16 @@ func (l *listener) serveHTTP(cc *clientConn) {
 			case errors.Is(err, errH2Preface):
 				l.tunnelH2(cc, s, h)
 			case errors.Is(err, errHeadTooLarge):
-				writeError(s.bw, 431, "request head too large", true)
+				writeError(s.bw, 431, "request head too large", true, false)
 			case errors.Is(err, errBadRequest):
-				writeError(s.bw, 400, "malformed request", true)
+				writeError(s.bw, 400, "malformed request", true, false)
 			}
 			return
 		}
 		l.met.bytesIn.Add(float64(s.req.raw))
 		r := h.match(&s.req)
 		if r == nil {
-			l.met.bytesOut.Add(float64(writeError(s.bw, 404, "no route matches this request", s.req.close || s.req.hasBody())))
+			l.met.bytesOut.Add(float64(writeError(s.bw, 404, "no route matches this request", s.req.close || s.req.hasBody(), s.req.isHead())))
 			if s.req.close || s.req.hasBody() {
 				return
 			}
@@ -248,7 +248,7 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 	respond := func(code int, msg string) bool {
 		r.metrics.code(code).Inc()
 		r.metrics.duration.Observe(time.Since(start).Seconds())
-		l.met.bytesOut.Add(float64(writeError(s.bw, code, msg, errClose)))
+		l.met.bytesOut.Add(float64(writeError(s.bw, code, msg, errClose, req.isHead())))
 		return !errClose
 	}
 	if max := st.limits.MaxConcurrentRequests; max > 0 && c.requests.Load() >= int64(max) {
@@ -284,8 +284,23 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 			p.key = hashString(s.ip)
 		}
 	}
-	canResend := !req.hasBody() && !req.upgrade
-	retryStatus := canResend && req.idempotent()
+	// A request can be sent again if it has no body or a small one with a
+	// Content-Length: that body is read into the client buffer before the
+	// first attempt (Peek) and consumed only when the exchange is over.
+	var body []byte
+	if req.contentLength > 0 && !req.upgrade && req.contentLength <= int64(s.br.Size()) {
+		b, err := s.br.Peek(int(req.contentLength))
+		if err != nil {
+			return false // the client went away mid-body
+		}
+		body = b
+		defer s.br.Discard(len(b))
+	}
+	canResend := (!req.hasBody() || body != nil) && !req.upgrade
+	// Idempotent requests that can be sent again are retried on a 502/503
+	// answer, on a connection that ends before any response byte, and
+	// (uncounted) on a pooled connection the upstream had closed.
+	retryable := canResend && req.idempotent()
 	stale := 0
 	var lastErr string
 	lastCode := 503
@@ -311,7 +326,10 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 			}
 			return respond(lastCode, lastErr)
 		}
-		uc, reused, err := c.getConn(e, stale > 1, req.hasBody())
+		// Requests that are not sent again on a dead pooled connection
+		// check that it is open first (MSG_PEEK), which narrows the race
+		// with an upstream closing it to microseconds.
+		uc, reused, err := c.getConn(e, stale > 1, !retryable)
 		if err != nil {
 			c.met.connectFailures.Inc()
 			c.failure(e)
@@ -326,7 +344,7 @@ func (l *listener) forward(cc *clientConn, s *httpConn, h *handler, r *route) bo
 			continue
 		}
 		e.active.Add(1)
-		res := l.exchange(cc, s, h, r, c, uc, reused, retryStatus, start)
+		res := l.exchange(cc, s, h, r, c, uc, reused, retryable, body, start)
 		e.active.Add(-1)
 		switch res.outcome {
 		case outcomeDone:
@@ -376,8 +394,12 @@ type exchangeResult struct {
 	msg     string
 }
 
-// exchange sends the request on uc and copies the response back.
-func (l *listener) exchange(cc *clientConn, s *httpConn, h *handler, r *route, c *cluster, uc *upConn, reused, retryStatus bool, start time.Time) exchangeResult {
+// exchange sends the request on uc and copies the response back. body, if
+// not nil, is the whole request body (held in the client buffer); else the
+// body is streamed from the client. retryable says the request may be sent
+// again: it is then retried when uc ends before any response byte or
+// answers 502/503.
+func (l *listener) exchange(cc *clientConn, s *httpConn, h *handler, r *route, c *cluster, uc *upConn, reused, retryable bool, body []byte, start time.Time) exchangeResult {
 	req := &s.req
 	st := &c.st
 	bw := uc.bw
@@ -394,43 +416,46 @@ func (l *listener) exchange(cc *clientConn, s *httpConn, h *handler, r *route, c
 	bw.WriteString("\r\n\r\n")
 	var err error
 	switch {
+	case body != nil:
+		_, err = bw.Write(body)
 	case req.contentLength > 0:
 		_, err = copyBody(bw, s.br, req.contentLength)
 	case req.chunked:
 		_, err = copyChunked(bw, s.br, false)
+	}
+	if err == nil {
+		err = bw.Flush()
 	}
 	if err != nil {
 		uc.close()
 		if !isUpstreamErr(err, uc) {
 			return exchangeResult{outcome: outcomeClientGone}
 		}
-		return exchangeResult{outcome: outcomeFail, code: 502, msg: "upstream " + c.name + ": sending the request to " + uc.e.id + " failed"}
-	}
-	if err := bw.Flush(); err != nil {
-		uc.close()
-		if reused && !req.hasBody() {
-			return exchangeResult{outcome: outcomeStale}
-		}
-		return exchangeResult{outcome: outcomeFail, code: 502, msg: "upstream " + c.name + ": sending the request to " + uc.e.id + " failed"}
+		return noResponse(c, uc, reused, retryable, "sending the request to "+uc.e.id+" failed")
 	}
 	if st.requestTimeout > 0 {
 		uc.c.SetReadDeadline(time.Now().Add(st.requestTimeout))
 	}
 	resp := &s.resp
-	var raw int
+	passedOn := false // a 1xx went to the client
 	for {
-		raw, err = resp.read(uc.br)
+		if _, err = uc.br.Peek(1); err == nil {
+			_, err = resp.read(uc.br)
+		} else if !passedOn && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection ended (EOF, reset) before any response
+			// byte.
+			uc.close()
+			return noResponse(c, uc, reused, retryable, "no response from "+uc.e.id+" (connection closed)")
+		}
 		if err != nil {
 			uc.close()
-			if reused && raw == 0 && !req.hasBody() && !errors.Is(err, os.ErrDeadlineExceeded) {
-				return exchangeResult{outcome: outcomeStale}
-			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return exchangeResult{outcome: outcomeFail, code: 504, msg: "upstream " + c.name + ": " + uc.e.id + " did not answer within " + st.requestTimeout.String()}
 			}
 			return exchangeResult{outcome: outcomeFail, code: 502, msg: "upstream " + c.name + ": bad or no response from " + uc.e.id}
 		}
 		if resp.status >= 100 && resp.status < 200 && resp.status != 101 {
+			passedOn = true
 			// Informational: pass on, read the real one.
 			s.bw.Write(resp.buf)
 			s.bw.WriteString("\r\n")
@@ -449,7 +474,7 @@ func (l *listener) exchange(cc *clientConn, s *httpConn, h *handler, r *route, c
 		}
 	}
 	code := resp.status
-	if (code == 502 || code == 503) && retryStatus {
+	if (code == 502 || code == 503) && retryable && !passedOn {
 		l.discardBody(c, uc, resp, req.isHead())
 		return exchangeResult{outcome: outcomeRetry, code: code, msg: "upstream " + c.name + ": " + uc.e.id + " answered " + strconv.Itoa(code)}
 	}
@@ -512,6 +537,23 @@ func (l *listener) exchange(cc *clientConn, s *httpConn, h *handler, r *route, c
 	return exchangeResult{outcome: outcomeDone, keep: keep}
 }
 
+// noResponse is the outcome of a request whose connection failed before
+// any response byte. A request that may be sent again is: on a pooled
+// connection (the upstream closed it while idle, the classic keep-alive
+// race) on another connection without counting a failure; on a fresh one
+// on another instance, as a failure, within the retry budget. Others fail
+// with a 502 (the upstream may have acted on them).
+func noResponse(c *cluster, uc *upConn, reused, retryable bool, what string) exchangeResult {
+	msg := "upstream " + c.name + ": " + what
+	switch {
+	case retryable && reused:
+		return exchangeResult{outcome: outcomeStale, code: 502, msg: msg}
+	case retryable:
+		return exchangeResult{outcome: outcomeRetry, code: 502, msg: msg}
+	}
+	return exchangeResult{outcome: outcomeFail, code: 502, msg: msg}
+}
+
 func (l *listener) discardBody(c *cluster, uc *upConn, resp *respHead, head bool) {
 	var err error
 	sink := bufio.NewWriterSize(io.Discard, 512)
@@ -568,16 +610,20 @@ func isUpstreamErr(err error, uc *upConn) bool {
 var statusText = map[int]string{400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
 	502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
-// writeError answers with a plain-text error; it returns the bytes written.
-func writeError(w *bufio.Writer, code int, msg string, close bool) int {
+// writeError answers with a plain-text error (its head only to a HEAD
+// request); it returns the bytes written.
+func writeError(w *bufio.Writer, code int, msg string, close, headOnly bool) int {
 	body := msg + "\n"
-	head := "HTTP/1.1 " + strconv.Itoa(code) + " " + statusText[code] + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nX-Outrigger-Proxy-Error: 1\r\n"
+	hdr := "HTTP/1.1 " + strconv.Itoa(code) + " " + statusText[code] + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nX-Outrigger-Proxy-Error: 1\r\n"
 	if close {
-		head += "Connection: close\r\n"
+		hdr += "Connection: close\r\n"
 	}
-	head += "\r\n"
-	w.WriteString(head)
+	hdr += "\r\n"
+	w.WriteString(hdr)
+	if headOnly {
+		body = ""
+	}
 	w.WriteString(body)
 	w.Flush()
-	return len(head) + len(body)
+	return len(hdr) + len(body)
 }

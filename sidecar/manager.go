@@ -165,6 +165,9 @@ func (m *Manager) apply(ctx context.Context, owner string, want []*listenerSpec)
 			delete(m.listeners, k)
 			m.log.Info("sidecar: closing listener", "listener", l.spec.name, "addr", k)
 			m.draining[l] = struct{}{}
+			// Stop accepting before Apply returns; the drain goes on
+			// in the background.
+			l.ln.Close()
 			go func() {
 				l.shutdown(m.cfg.DrainTimeout)
 				m.mu.Lock()
