@@ -103,6 +103,26 @@ func newServer(a *Agent, advertise string) (s *server, err error) {
 	}, nil
 }
 
+// ensureConsulService registers the "consul" service (the server port)
+// on a server's node, as Consul's leader does, so that
+// consul.service.consul and /v1/catalog/service/consul find the servers.
+func (s *server) ensureConsulService(ctx context.Context, name, serverPort string, node *kvstore.NodeServices) {
+	port, err := strconv.Atoi(serverPort)
+	if err != nil {
+		return
+	}
+	for _, svc := range node.Services {
+		if svc.ID == "consul" && svc.Service == "consul" && svc.Port == port {
+			return
+		}
+	}
+	s.applyCatalog(ctx, &kvstore.Command{Type: kvstore.CmdCatalogRegister, Register: &kvstore.CatalogRegistration{
+		Node:           kvstore.Node{Node: name},
+		SkipNodeUpdate: true,
+		Service:        &kvstore.NodeService{ID: "consul", Service: "consul", Port: port, Weights: kvstore.Weights{Passing: 1, Warning: 1}},
+	}}, "consul service", name)
+}
+
 // gossipAddrs gives Raft each server's current address from gossip, by
 // server ID: servers that restart together and come back on each other's
 // addresses (containers) still reach each other to elect a leader, before
@@ -216,6 +236,9 @@ func (s *server) reconcileCatalog(ctx context.Context) {
 					Deregister: &kvstore.CatalogDeregistration{Node: m.Name}}, "deregistered departed node", m.Name)
 			}
 			continue
+		}
+		if m.Status == gossip.StatusAlive && m.Tags[gossip.TagRole] == "consul" && node != nil && node.Node != nil {
+			s.ensureConsulService(ctx, m.Name, m.Tags[gossip.TagServerPort], node)
 		}
 		want, output := kvstore.HealthPassing, serfAliveOutput
 		if m.Status == gossip.StatusFailed {

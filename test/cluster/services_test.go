@@ -84,12 +84,13 @@ func TestServiceFromFlagsOnClient(t *testing.T) {
 		t.Errorf("/v1/health/service/web?passing = %+v, %v", raw, err)
 	}
 
+	// The servers' own "consul" service is listed too, as in Consul.
 	out, err := cli(t, srv, "catalog", "services")
-	if err != nil || out != "web\n" {
+	if err != nil || out != "consul\nweb\n" {
 		t.Errorf("catalog services = %q, %v", out, err)
 	}
 	out, err = cli(t, srv, "catalog", "services", "-tags")
-	if err != nil || strings.TrimSpace(out) != "web      v1" {
+	if err != nil || strings.Join(strings.Fields(out), " ") != "consul web v1" {
 		t.Errorf("catalog services -tags = %q, %v", out, err)
 	}
 	out, err = cli(t, c1, "catalog", "nodes", "-service", "web")
@@ -112,7 +113,7 @@ func TestServiceFromFlagsOnClient(t *testing.T) {
 	}
 	testutil.WaitFor(t, 30*time.Second, "db in the catalog", func() error {
 		out, err := cli(t, srv, "catalog", "services")
-		if err != nil || out != "db\nweb\n" {
+		if err != nil || out != "consul\ndb\nweb\n" {
 			return fmt.Errorf("catalog services = %q, %v", out, err)
 		}
 		return nil
