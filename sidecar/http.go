@@ -76,7 +76,8 @@ func (c *cluster) getConn(e *endpoint, fresh, needAlive bool) (*upConn, bool, er
 	if err != nil {
 		return nil, false, err
 	}
-	conn.SetNoDelay(true)
+	// TCP_NODELAY is on already: the net package sets it on every TCP
+	// connection.
 	uc := &upConn{c: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10), e: e}
 	uc.t = &tracked{close: func() { conn.Close() }}
 	e.track(uc.t)
