@@ -202,3 +202,36 @@ func TestL7ErrorToHEADHasNoBody(t *testing.T) {
 		}
 	}
 }
+
+// The compose fault: an app stopped behind its still-running sidecar. The
+// sidecar (an L4 listener of another Manager) accepts, cannot reach the
+// app, and closes; the ingress (L7) sends the GET to another instance.
+func TestL7RetryStoppedAppBehindSidecar(t *testing.T) {
+	side := newEnv(t)
+	side.src.set("web", entry("web", "w2", "n2", fmt.Sprintf("127.0.0.1:%d", freeClosedPort(t))))
+	sidecarAddr := side.upstream(Upstream{DestinationName: "web", ConnectTimeout: time.Second})
+	good := newHTTPBackend(t, "web1")
+	env := newEnv(t)
+	env.src.set("web", entry("web", "w1", "n1", good.addr()), entry("web", "w2", "n2", sidecarAddr))
+	addr := env.upstream(Upstream{DestinationName: "web", Protocol: "http", Outlier: OutlierConfig{Disabled: true}})
+	c := httpClient()
+	for i := 0; i < 20; i++ {
+		if code, body := do(t, c, "GET", "http://"+addr+"/", ""); code != 200 || body != "web1" {
+			t.Fatalf("GET %d: %d %q", i, code, body)
+		}
+	}
+	if r := counter(t, env.m.metrics.cluster("web").retries); r < 5 {
+		t.Errorf("retries = %v; the stopped instance was not tried", r)
+	}
+}
+
+// freeClosedPort is a port nothing listens on (connections are refused).
+func freeClosedPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return p
+}
