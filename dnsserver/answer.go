@@ -250,9 +250,9 @@ func (x *exchange) srvRecords(insts []*Instance, ttl uint32, d *domainInfo) {
 			}
 			target = host
 		case own || !validLabel(in.Node):
-			target = hexAddr(ip) + d.addrSuffix
+			target = d.targets.addr(ip, d.addrSuffix)
 		default:
-			target = in.Node + d.nodeSuffix
+			target = d.targets.node(in.Node, d.nodeSuffix)
 		}
 		x.srvs = append(x.srvs, dns.SRV{
 			Hdr:      dns.RR_Header{Name: x.q.Name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},

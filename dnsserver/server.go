@@ -62,6 +62,7 @@ type domainInfo struct {
 	mbox       string // "hostmaster.consul."
 	nodeSuffix string // ".node.dc1.consul."
 	addrSuffix string // ".addr.dc1.consul."
+	targets    *targetCache
 }
 
 func newDomainInfo(apex, dc string) domainInfo {
@@ -71,6 +72,7 @@ func newDomainInfo(apex, dc string) domainInfo {
 		mbox:       "hostmaster." + apex,
 		nodeSuffix: ".node." + dc + "." + apex,
 		addrSuffix: ".addr." + dc + "." + apex,
+		targets:    newTargetCache(),
 	}
 }
 
