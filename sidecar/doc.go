@@ -22,7 +22,12 @@
 //     its pipes: four more fds). Half-close (CloseWrite) is passed on.
 //   - L7 (protocol "http"): an HTTP/1.1 forwarder with keep-alive pools per
 //     instance, routes by host, path prefix and header, budgeted retries of
-//     idempotent requests on connect failure, 502 and 503, X-Forwarded-For
+//     idempotent requests (without a body, or with a Content-Length body
+//     up to 16 KiB, held until the exchange ends) on connect failure, 502,
+//     503 and a connection that ends before any response byte; a pooled
+//     connection the upstream had closed is retried without counting
+//     against the budget; non-idempotent requests are never sent twice
+//     (a pooled connection is checked with MSG_PEEK first). X-Forwarded-For
 //     and X-Forwarded-Proto, and a 503 with a clear body when no instance is
 //     healthy. HTTP/2 with prior knowledge (h2c, gRPC) is detected by its
 //     preface and tunnelled at L4 to the first route that matches every
