@@ -53,6 +53,8 @@ type batchServer struct {
 	bc   batchConn
 	wg   sync.WaitGroup // readers and the goroutines of blocking queries
 	stop atomic.Bool
+	// names interns query names for fastUnpack.
+	names nameIntern
 }
 
 // useBatchUDP reports whether pc gets the batch path: a UDP socket bound
@@ -254,7 +256,7 @@ func (b *batchServer) serve(p []byte, addr net.Addr, req *dns.Msg, w *batchWrite
 		Arcount: binary.BigEndian.Uint16(p[10:]),
 	}
 	action := s.acceptMsg(dh)
-	if action == dns.MsgAccept {
+	if action == dns.MsgAccept && !fastUnpack(p, req, &b.names) {
 		if err := req.Unpack(p); err != nil {
 			s.m.rejected[rejectMalformed].Inc()
 			action = dns.MsgReject
