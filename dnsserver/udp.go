@@ -39,6 +39,25 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
+// batchReader reads a batch of datagrams into ms (Buffers[0], N, Flags,
+// Addr), as x/net's ReadBatch does.
+type batchReader interface {
+	readBatch(ms []ipv4.Message) (int, error)
+}
+
+// xnetReader is x/net's ReadBatch as a batchReader.
+type xnetReader struct{ bc batchConn }
+
+func (x xnetReader) readBatch(ms []ipv4.Message) (int, error) { return x.bc.ReadBatch(ms, 0) }
+
+// cloneAddr copies a reader's address for use after the next read.
+func cloneAddr(a net.Addr) net.Addr {
+	if u, ok := a.(*net.UDPAddr); ok && u != nil {
+		return &net.UDPAddr{IP: append(net.IP(nil), u.IP...), Port: u.Port, Zone: u.Zone}
+	}
+	return a
+}
+
 // udpReaders is how many goroutines read the socket: they take turns
 // reading and answer in parallel. One per two cores: every reader that
 // waits costs wake-ups (fd lock, netpoller) — on 2 cores under dnsperf,
@@ -187,8 +206,12 @@ func (b *batchServer) read() {
 	}
 	w := &batchWriter{b: b, out: out, bufs: bufs}
 	req := new(dns.Msg)
+	var rd batchReader = xnetReader{b.bc}
+	if r := newBatchReader(b.conn, in); r != nil {
+		rd = r
+	}
 	for {
-		n, err := b.bc.ReadBatch(in, 0)
+		n, err := rd.readBatch(in)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || b.stop.Load() {
 				return
@@ -279,7 +302,7 @@ func (b *batchServer) serve(p []byte, addr net.Addr, req *dns.Msg, w *batchWrite
 	if s.serveInPlace(w, req) {
 		return false
 	}
-	gw := &udpWriter{b: b, addr: addr}
+	gw := &udpWriter{b: b, addr: cloneAddr(addr)} // outlives the batch
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -178,4 +179,62 @@ func FuzzUDPDatagram(f *testing.F) {
 			t.Fatalf("reply of %d bytes, limit %d", len(out), limit)
 		}
 	})
+}
+
+// Many clients at once, over IPv4 and IPv6: each reply reaches the socket
+// that asked, with its own ID (the batch reader reuses its address values
+// from batch to batch).
+func TestUDPBatchRepliesReachTheirSenders(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			if addr[0] == '[' {
+				if c, err := net.ListenPacket("udp", addr); err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				} else {
+					c.Close()
+				}
+			}
+			s := startServer(t, fixture(), func(c *Config) { c.Addr = addr })
+			if s.batch == nil {
+				t.Fatal("not the batch path")
+			}
+			const clients, rounds = 16, 50
+			errs := make(chan error, clients)
+			for i := range clients {
+				go func() {
+					c, err := net.Dial("udp", s.Addr())
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close()
+					co := &dns.Conn{Conn: c}
+					for j := range rounds {
+						q := newQuery("web.service.consul", dns.TypeA)
+						q.Id = uint16(i*rounds + j)
+						_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+						if err := co.WriteMsg(q); err != nil {
+							errs <- err
+							return
+						}
+						r, err := co.ReadMsg()
+						if err != nil {
+							errs <- err
+							return
+						}
+						if r.Id != q.Id || len(r.Answer) == 0 {
+							errs <- fmt.Errorf("client %d: reply id %d (want %d), %d answers", i, r.Id, q.Id, len(r.Answer))
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range clients {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
 }
