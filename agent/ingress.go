@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -172,19 +171,8 @@ func (a *Agent) applyIngressLogged(ctx context.Context, log interface {
 	return true
 }
 
-// selfURL is the agent's own HTTP API, reachable on loopback when it
-// listens on every interface.
-func (a *Agent) selfURL() string {
-	addr := a.http.Addr().(*net.TCPAddr)
-	ip := addr.IP
-	if ip == nil || ip.IsUnspecified() {
-		ip = net.IPv4(127, 0, 0, 1)
-		if addr.IP != nil && addr.IP.To4() == nil {
-			ip = net.IPv6loopback
-		}
-	}
-	return "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
-}
+// selfURL is the agent's own HTTP API (see selfHTTPAddr).
+func (a *Agent) selfURL() string { return "http://" + a.selfHTTPAddr() }
 
 var selfClient = &http.Client{Timeout: 10 * time.Minute}
 

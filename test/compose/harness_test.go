@@ -396,7 +396,9 @@ func (c *cluster) id(svc string) string {
 	defer c.mu.Unlock()
 	id, ok := c.ids[svc]
 	if !ok {
-		panic("no container for service " + svc)
+		// A name the compose file does not have: docker then fails
+		// with an error naming it.
+		return "no-container-for-service-" + svc
 	}
 	return id
 }
