@@ -194,6 +194,19 @@ func (l *limiter) acquire(wait time.Duration) bool {
 	}
 }
 
+// tryAcquire takes a slot if one is free now.
+func (l *limiter) tryAcquire() bool {
+	if l.sem == nil {
+		return true
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
 func (l *limiter) release() {
 	if l.sem != nil {
 		<-l.sem

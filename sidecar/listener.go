@@ -27,6 +27,8 @@ type listener struct {
 	drainFlag atomic.Bool // draining, read without the lock
 	wg        sync.WaitGroup
 	done      chan struct{} // closed when the accept loop ends
+	loop      *l4loop       // the L4 event loop serving it, if any (guarded by mu)
+	lnClosed  bool          // shutdownCtx has begun (guarded by mu)
 	shutDown  chan struct{} // closed when shutdownCtx has finished
 }
 
@@ -90,6 +92,29 @@ func (l *listener) update(spec *listenerSpec, h *handler) {
 }
 
 func (l *listener) serve() {
+	if l4LoopEnabled && l.h.Load().protocol != ProtocolHTTP {
+		lp, err := startL4Loop(l)
+		if err == nil {
+			l.mu.Lock()
+			if !l.lnClosed {
+				l.loop = lp
+				l.wg.Add(1)
+			}
+			l.mu.Unlock()
+			if l.loop == lp {
+				lp.run()
+				return
+			}
+			lp.closeFDs()
+		} else if !errors.Is(err, net.ErrClosed) {
+			l.m.log.Warn("sidecar: L4 event loop unavailable; using the net package", "listener", l.name, "err", err)
+		}
+	}
+	l.serveNet()
+}
+
+// serveNet is the accept loop of the net-package path.
+func (l *listener) serveNet() {
 	defer close(l.done)
 	var backoff time.Duration
 	for {
@@ -156,6 +181,13 @@ func (l *listener) shutdown(timeout time.Duration) {
 func (l *listener) shutdownCtx(ctx context.Context) {
 	defer close(l.shutDown)
 	l.ln.Close()
+	l.mu.Lock()
+	l.lnClosed = true
+	loop := l.loop
+	l.mu.Unlock()
+	if loop != nil {
+		loop.stopAccepting()
+	}
 	<-l.done
 	l.mu.Lock()
 	l.draining = true
@@ -185,11 +217,16 @@ func (l *listener) shutdownCtx(ctx context.Context) {
 // closeConns closes every client connection still open.
 func (l *listener) closeConns() int {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for cc := range l.conns {
 		cc.c.Close()
 	}
-	return len(l.conns)
+	n := len(l.conns)
+	loop := l.loop
+	l.mu.Unlock()
+	if loop != nil {
+		n += loop.closeAll()
+	}
+	return n
 }
 
 // serveTCP forwards one connection at L4. prefix, if any, is what was

@@ -1,0 +1,884 @@
+//go:build linux
+
+package sidecar
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The L4 event loop: one goroutine per tcp listener, on its own OS thread,
+// blocked in epoll_wait on an epoll instance of its own (not Go's netpoller)
+// over raw non-blocking sockets, the way HAProxy does it. Per connection:
+// accept4 (TCP_NODELAY is inherited from the listening socket), socket,
+// setsockopt(TCP_NODELAY), connect, two epoll_ctl(ADD) (EPOLLIN|EPOLLOUT|
+// EPOLLRDHUP|EPOLLET, once per fd), then recv and send through a 16 KiB
+// buffer per direction, and close. A short read means the socket is drained
+// (no read that finds EAGAIN), and EPOLLRDHUP with a short read means EOF
+// (no read that returns 0). Connect failures are seen as EPOLLERR/EPOLLHUP;
+// the error itself (SO_ERROR) is read only then, for the log.
+//
+// What may block (a connection limit's queue, the first load of a new
+// cluster) is waited for on a goroutine that posts the result back; other
+// goroutines (drain timers, listener shutdown) post commands through an
+// eventfd. Only the loop goroutine touches its connections.
+
+// l4LoopEnabled chooses the event loop for new tcp listeners; false keeps
+// the net-package path (listener.serveTCP), which other systems use.
+var l4LoopEnabled = true
+
+// l4BulkMode is what a direction switches to after its first read that
+// fills the small buffer (a bulk transfer): "splice" moves the bytes
+// through a pipe of l4PipeSize, kernel to kernel; "buffer" reads and sends
+// through a buffer of l4BulkBuf bytes.
+var l4BulkMode = "splice"
+
+var l4BulkBuf = 256 << 10
+
+const l4PipeSize = 1 << 20
+
+const (
+	l4BufSize   = 16 << 10
+	l4MaxEvents = 256
+	l4SlotLn    = 0 // epoll data of the listening socket
+	l4SlotEv    = 1 // of the eventfd
+)
+
+var l4Bufs = sync.Pool{New: func() any { b := make([]byte, l4BufSize); return &b }}
+var l4BigBufs = sync.Pool{New: func() any { b := make([]byte, l4BulkBuf); return &b }}
+
+type l4loop struct {
+	l    *listener
+	epfd int
+	evfd int
+	rc   syscall.RawConn // the listening socket (owned by l.ln)
+	lnfd int
+
+	accepting bool
+	stopping  bool // no more accepts; exit when no connection is left
+	slots     []l4slot
+	free      []int32
+	conns     map[*l4conn]struct{}
+	base      time.Time
+	now       int64 // ns since base, once per wake-up
+	nextSweep int64 // 0: nothing to time out
+
+	acceptFn func(uintptr)
+	afd      int
+	asa      unix.Sockaddr
+	aerr     error
+
+	mu     sync.Mutex
+	cmds   []func()
+	exited bool
+}
+
+type l4slot struct {
+	gen int32
+	end *l4end
+}
+
+// l4end is one socket of a connection.
+type l4end struct {
+	fd       int
+	c        *l4conn
+	slot     int32
+	gen      int32
+	canRead  bool // readable, or unknown (read until a short read or EAGAIN)
+	rdhup    bool // the peer has shut down its writing side
+	blocked  bool // the last send was short or EAGAIN; wait for EPOLLOUT
+	sockaddr unix.Sockaddr
+}
+
+// l4dir is one direction: bytes read from src and not yet sent to dst are
+// buf[off:n].
+type l4dir struct {
+	src, dst *l4end
+	bp       *[]byte
+	wantBulk bool   // a read filled the small buffer
+	bulk     bool   // switched to bulk mode: pipe, or bp is a big buffer
+	big      bool   // bp is a big buffer
+	pipe     [2]int // splice mode: the pipe (read end, write end), else -1
+	off, n   int
+	eof      bool // src has ended
+	done     bool // and everything was sent and the end passed on
+	bytes    int64
+}
+
+type l4conn struct {
+	client, up l4end
+	c2u, u2c   l4dir
+
+	r        *route
+	cl       *cluster
+	e        *endpoint
+	p        pickReq
+	attempt  int
+	lastErr  error
+	acquired bool
+	waiting  bool // acquiring a slot or waiting for the cluster on a goroutine
+	// connecting: connect in progress, until connectBy.
+	connecting bool
+	connected  bool
+	connectBy  int64
+	idle       int64
+	lastRecv   int64
+	t          *tracked
+	closed     bool
+}
+
+// startL4Loop prepares a loop for l; run it with run.
+func startL4Loop(l *listener) (*l4loop, error) {
+	rc, err := l.ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	lp := &l4loop{l: l, rc: rc, conns: map[*l4conn]struct{}{}, base: time.Now(), lnfd: -1, epfd: -1, evfd: -1}
+	lp.acceptFn = func(fd uintptr) {
+		lp.afd, lp.asa, lp.aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		lp.lnfd = int(fd)
+		// Accepted sockets inherit it: no setsockopt per connection.
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	if lp.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, err
+	}
+	if lp.evfd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		unix.Close(lp.epfd)
+		return nil, err
+	}
+	lp.slots = make([]l4slot, 2, 64)
+	if err := lp.ctlAdd(lp.evfd, l4SlotEv, 0, unix.EPOLLIN); err != nil {
+		lp.closeFDs()
+		return nil, err
+	}
+	// Level-triggered for the listener: a batch cut short (EMFILE) is
+	// reported again.
+	if err := lp.ctlAdd(lp.lnfd, l4SlotLn, 0, unix.EPOLLIN); err != nil {
+		lp.closeFDs()
+		return nil, err
+	}
+	lp.accepting = true
+	return lp, nil
+}
+
+func (lp *l4loop) closeFDs() {
+	if lp.evfd >= 0 {
+		unix.Close(lp.evfd)
+	}
+	if lp.epfd >= 0 {
+		unix.Close(lp.epfd)
+	}
+}
+
+func (lp *l4loop) ctlAdd(fd int, slot, gen int32, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: slot, Pad: gen}
+	return unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// post runs f on the loop goroutine. It reports false when the loop has
+// ended (f does not run).
+func (lp *l4loop) post(f func()) bool {
+	lp.mu.Lock()
+	if lp.exited {
+		lp.mu.Unlock()
+		return false
+	}
+	wake := len(lp.cmds) == 0
+	lp.cmds = append(lp.cmds, f)
+	if wake {
+		var one = [8]byte{1}
+		unix.Write(lp.evfd, one[:])
+	}
+	lp.mu.Unlock()
+	return true
+}
+
+// stopAccepting makes the loop stop accepting (the listening socket is
+// closed by its owner); l.done closes when it has.
+func (lp *l4loop) stopAccepting() {
+	lp.post(func() { lp.stopAccept() })
+}
+
+// closeAll closes every connection of the loop.
+func (lp *l4loop) closeAll() int {
+	n := make(chan int, 1)
+	if !lp.post(func() {
+		k := len(lp.conns)
+		for c := range lp.conns {
+			lp.closeConn(c)
+		}
+		n <- k
+	}) {
+		return 0
+	}
+	return <-n
+}
+
+func (lp *l4loop) stopAccept() {
+	if lp.accepting {
+		lp.accepting = false
+		close(lp.l.done)
+	}
+	lp.stopping = true
+}
+
+func (lp *l4loop) nowNS() int64 { return int64(time.Since(lp.base)) }
+
+// run is the loop; it returns when the loop has stopped accepting and its
+// last connection has ended.
+func (lp *l4loop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer lp.l.wg.Done()
+	events := make([]unix.EpollEvent, l4MaxEvents)
+	for {
+		if lp.stopping && len(lp.conns) == 0 {
+			break
+		}
+		timeout := -1
+		if lp.nextSweep != 0 {
+			d := lp.nextSweep - lp.nowNS()
+			if d < 0 {
+				d = 0
+			}
+			timeout = int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+		}
+		n, err := unix.EpollWait(lp.epfd, events, timeout)
+		if err != nil && err != unix.EINTR {
+			lp.l.m.log.Error("sidecar: epoll_wait", "listener", lp.l.name, "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		lp.now = lp.nowNS()
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			switch ev.Fd {
+			case l4SlotLn:
+				lp.accept()
+			case l4SlotEv:
+				lp.commands()
+			default:
+				s := &lp.slots[ev.Fd]
+				if s.end == nil || s.gen != ev.Pad {
+					continue // closed earlier in this batch
+				}
+				lp.event(s.end, ev.Events)
+			}
+		}
+		if lp.nextSweep != 0 && lp.now >= lp.nextSweep {
+			lp.sweep()
+		}
+	}
+	lp.mu.Lock()
+	lp.exited = true
+	cmds := lp.cmds
+	lp.cmds = nil
+	lp.mu.Unlock()
+	for _, f := range cmds {
+		f() // with no connection left: closeAll's answer
+	}
+	if lp.accepting {
+		lp.accepting = false
+		close(lp.l.done)
+	}
+	lp.closeFDs()
+}
+
+func (lp *l4loop) commands() {
+	var b [8]byte
+	unix.Read(lp.evfd, b[:])
+	lp.mu.Lock()
+	cmds := lp.cmds
+	lp.cmds = nil
+	lp.mu.Unlock()
+	for _, f := range cmds {
+		f()
+	}
+}
+
+func (lp *l4loop) addSlot(e *l4end) {
+	var i int32
+	if k := len(lp.free); k > 0 {
+		i = lp.free[k-1]
+		lp.free = lp.free[:k-1]
+	} else {
+		lp.slots = append(lp.slots, l4slot{})
+		i = int32(len(lp.slots) - 1)
+	}
+	s := &lp.slots[i]
+	s.gen++
+	s.end = e
+	e.slot, e.gen = i, s.gen
+}
+
+func (lp *l4loop) dropSlot(e *l4end) {
+	if e.slot > l4SlotEv {
+		lp.slots[e.slot].end = nil
+		lp.free = append(lp.free, e.slot)
+		e.slot = 0
+	}
+}
+
+// register adds a socket to the loop, edge-triggered, once.
+func (lp *l4loop) register(e *l4end) error {
+	lp.addSlot(e)
+	if err := lp.ctlAdd(e.fd, e.slot, e.gen, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+		lp.dropSlot(e)
+		return err
+	}
+	return nil
+}
+
+func (lp *l4loop) accept() {
+	l := lp.l
+	for lp.accepting {
+		if err := lp.rc.Control(lp.acceptFn); err != nil {
+			lp.stopAccept() // the listening socket was closed
+			return
+		}
+		if lp.aerr != nil {
+			switch lp.aerr {
+			case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+				if lp.aerr == unix.EAGAIN {
+					return
+				}
+				continue
+			}
+			// EMFILE and the like: the listener is level-triggered,
+			// so this comes back; log it once per wake-up.
+			l.m.log.Warn("sidecar: accept", "listener", l.name, "err", lp.aerr)
+			return
+		}
+		fd, sa := lp.afd, lp.asa
+		lp.asa = nil
+		l.met.total.Inc()
+		l.met.active.Inc()
+		h := l.h.Load()
+		if h.protocol == ProtocolHTTP {
+			// Changed to http since the listener started: the
+			// net-package path serves it.
+			lp.handoff(fd)
+			continue
+		}
+		c := &l4conn{r: h.routes[0]}
+		c.client.fd, c.client.c = fd, c
+		c.up.fd, c.up.c = -1, c
+		c.c2u.src, c.c2u.dst = &c.client, &c.up
+		c.u2c.src, c.u2c.dst = &c.up, &c.client
+		c.c2u.pipe, c.u2c.pipe = [2]int{-1, -1}, [2]int{-1, -1}
+		lp.conns[c] = struct{}{}
+		if err := lp.register(&c.client); err != nil {
+			l.m.log.Warn("sidecar: epoll_ctl", "listener", l.name, "err", err)
+			lp.closeConn(c)
+			continue
+		}
+		c.cl = c.r.target()
+		if c.cl.st.balancer == BalancerHash {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				c.p.key = hashBytes(a.Addr[:])
+			case *unix.SockaddrInet6:
+				c.p.key = hashBytes(a.Addr[:])
+			}
+		}
+		lp.start(c)
+	}
+}
+
+// handoff gives an accepted socket to the net-package path.
+func (lp *l4loop) handoff(fd int) {
+	l := lp.l
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		l.met.active.Dec()
+		return
+	}
+	cc := &clientConn{c: nc.(*net.TCPConn)}
+	l.mu.Lock()
+	l.conns[cc] = struct{}{}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	go l.handle(cc)
+}
+
+// start takes a connection slot and waits for the cluster's first load,
+// on a goroutine if either would block, then connects.
+func (lp *l4loop) start(c *l4conn) {
+	cl := c.cl
+	select {
+	case <-cl.ready:
+		if cl.conns.tryAcquire() {
+			c.acquired = true
+			lp.connect(c)
+			return
+		}
+	default:
+	}
+	c.waiting = true
+	go func() {
+		ok := cl.conns.acquire(cl.st.connectTimeout)
+		cl.waitReady(cl.st.connectTimeout)
+		if !lp.post(func() { lp.acquired(c, ok) }) && ok {
+			cl.conns.release()
+		}
+	}()
+}
+
+func (lp *l4loop) acquired(c *l4conn, ok bool) {
+	c.waiting = false
+	if c.closed {
+		if ok {
+			c.cl.conns.release()
+		}
+		return
+	}
+	if !ok {
+		c.cl.met.connOverflows.Inc()
+		lp.l.m.log.Warn("sidecar: connection refused by limits", "listener", lp.l.name, "upstream", c.cl.name)
+		lp.closeConn(c)
+		return
+	}
+	c.acquired = true
+	lp.connect(c)
+}
+
+// connect starts a connection to the next instance, as cluster.dial does:
+// up to maxAttempts instances, each bounded by the connect timeout,
+// failures reported to outlier detection.
+func (lp *l4loop) connect(c *l4conn) {
+	cl := c.cl
+	for ; c.attempt < cl.st.maxAttempts; c.attempt++ {
+		e := cl.pick(&c.p)
+		if e == nil {
+			break
+		}
+		sa, ok := sockaddrOf(e.addr)
+		if !ok {
+			// A host name: the net-package path resolves it.
+			lp.toGoPath(c)
+			return
+		}
+		if c.attempt > 0 {
+			cl.met.retries.Inc()
+		}
+		err := lp.dialStart(c, sa)
+		if err == nil {
+			c.e = e
+			return
+		}
+		lp.connectFailed(c, e, err)
+	}
+	lp.giveUp(c)
+}
+
+func (lp *l4loop) giveUp(c *l4conn) {
+	cl, l := c.cl, lp.l
+	if c.lastErr == nil {
+		c.r.metrics.noInstance(cl.name).Inc()
+		if cl.logNoInstance() {
+			l.m.log.Warn("sidecar: no healthy instance; closing connection", "listener", l.name, "upstream", cl.name)
+		}
+	} else {
+		l.m.log.Warn("sidecar: cannot reach any instance; closing connection", "listener", l.name, "upstream", cl.name, "err", c.lastErr)
+	}
+	lp.closeConn(c)
+}
+
+// toGoPath hands a connection that has not reached an instance yet to the
+// net-package path (which resolves host names); only before any byte was
+// read from the client.
+func (lp *l4loop) toGoPath(c *l4conn) {
+	if c.c2u.n > 0 || c.c2u.eof {
+		c.lastErr = errors.New("instance address is a host name")
+		lp.giveUp(c)
+		return
+	}
+	fd := c.client.fd
+	lp.dropSlot(&c.client)
+	c.client.fd = -1
+	if c.acquired {
+		c.cl.conns.release()
+		c.acquired = false
+	}
+	c.closed = true
+	delete(lp.conns, c)
+	// Out of the loop's epoll: the copies the net package makes would
+	// keep the registration alive.
+	unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	lp.handoff(fd)
+}
+
+func sockaddrOf(addr string) (unix.Sockaddr, bool) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, false
+	}
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}, true
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}, true
+}
+
+// dialStart opens a non-blocking socket and starts connecting it.
+func (lp *l4loop) dialStart(c *l4conn, sa unix.Sockaddr) error {
+	family := unix.AF_INET
+	if _, ok := sa.(*unix.SockaddrInet6); ok {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	err = unix.Connect(fd, sa)
+	if err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
+		unix.Close(fd)
+		return err
+	}
+	c.up = l4end{fd: fd, c: c}
+	if err := lp.register(&c.up); err != nil {
+		unix.Close(fd)
+		c.up.fd = -1
+		return err
+	}
+	c.connecting = true
+	c.connectBy = lp.now + int64(c.cl.st.connectTimeout)
+	lp.sweepBy(c.connectBy)
+	return nil
+}
+
+func (lp *l4loop) sweepBy(t int64) {
+	if lp.nextSweep == 0 || t < lp.nextSweep {
+		lp.nextSweep = t
+	}
+}
+
+func (lp *l4loop) connectFailed(c *l4conn, e *endpoint, err error) {
+	cl := c.cl
+	c.lastErr = err
+	cl.met.connectFailures.Inc()
+	cl.m.log.Debug("sidecar: connect failed", "upstream", cl.name, "instance", e.id, "addr", e.addr, "err", err)
+	cl.failure(e)
+	c.p.tryAdd(e)
+}
+
+// connectDone handles the end of a connect: success, or a failure and the
+// next attempt.
+func (lp *l4loop) connectDone(c *l4conn, err error) {
+	c.connecting = false
+	if err != nil {
+		lp.dropSlot(&c.up)
+		unix.Close(c.up.fd)
+		c.up.fd = -1
+		e := c.e
+		c.e = nil
+		lp.connectFailed(c, e, err)
+		c.attempt++
+		lp.connect(c)
+		return
+	}
+	cl, e := c.cl, c.e
+	c.connected = true
+	cl.success(e)
+	cl.met.total.Inc()
+	cl.met.active.Inc()
+	e.active.Add(1)
+	c.t = &tracked{close: func() { lp.post(func() { lp.closeConn(c) }) }}
+	e.track(c.t)
+	c.lastRecv = lp.now
+	if idle := cl.st.idleTimeout; idle > 0 {
+		c.idle = int64(idle)
+		lp.sweepBy(lp.now + c.idle)
+	}
+}
+
+var errConnectTimeout = errors.New("connect timeout")
+
+func (lp *l4loop) event(x *l4end, ev uint32) {
+	c := x.c
+	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		x.canRead, x.blocked = true, false
+		if ev&unix.EPOLLHUP != 0 {
+			x.rdhup = true
+		}
+	}
+	if ev&unix.EPOLLIN != 0 {
+		x.canRead = true
+	}
+	if ev&unix.EPOLLRDHUP != 0 {
+		x.rdhup = true
+	}
+	if ev&unix.EPOLLOUT != 0 {
+		x.blocked = false
+	}
+	if x == &c.up && c.connecting {
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			err := error(unix.ECONNREFUSED)
+			if v, gerr := unix.GetsockoptInt(x.fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
+				err = unix.Errno(v)
+			}
+			lp.connectDone(c, err)
+			if c.closed || c.connecting || !c.connected {
+				return
+			}
+		} else if ev&unix.EPOLLOUT != 0 {
+			lp.connectDone(c, nil)
+		} else {
+			return
+		}
+	}
+	lp.pump(c, &c.c2u)
+	if !c.closed {
+		lp.pump(c, &c.u2c)
+	}
+}
+
+// pump moves what it can in one direction: the pending bytes, then reads
+// while the destination accepts them. It stops reading while dst is blocked
+// (backpressure) and resumes on dst's EPOLLOUT.
+func (lp *l4loop) pump(c *l4conn, d *l4dir) {
+	for {
+		if d.n > d.off {
+			if d.dst.blocked || d.dst == &c.up && !c.connected {
+				return
+			}
+			var k int
+			var err error
+			if d.pipe[0] >= 0 {
+				k, err = spliceNB(d.pipe[0], d.dst.fd, d.n-d.off)
+			} else {
+				k, err = sendNB(d.dst.fd, (*d.bp)[d.off:d.n])
+			}
+			if err != nil {
+				if err == unix.EAGAIN {
+					d.dst.blocked = true
+					return
+				}
+				lp.closeConn(c)
+				return
+			}
+			d.off += k
+			if d.off < d.n {
+				d.dst.blocked = true // a short send: the socket buffer is full
+				return
+			}
+			d.off, d.n = 0, 0
+		}
+		if d.eof {
+			if !d.done {
+				lp.dirDone(c, d)
+			}
+			return
+		}
+		if !d.src.canRead || d.src == &c.up && !c.connected {
+			return
+		}
+		if d.wantBulk && !d.bulk {
+			lp.toBulk(d)
+		}
+		var k, size int
+		var err error
+		if d.pipe[0] >= 0 {
+			size = l4PipeSize
+			k, err = spliceNB(d.src.fd, d.pipe[1], size)
+		} else {
+			if d.bp == nil {
+				d.bp = l4Bufs.Get().(*[]byte)
+			}
+			size = len(*d.bp)
+			k, err = recvNB(d.src.fd, *d.bp)
+		}
+		switch {
+		case k > 0:
+			d.n = k
+			d.bytes += int64(k)
+			c.lastRecv = lp.now
+			if d.pipe[0] >= 0 {
+				// A short splice may be the pipe's slots, not a
+				// drained socket: read on until EAGAIN.
+			} else if k < size {
+				// Drained: a new edge comes with new data. After
+				// EPOLLRDHUP the FIN follows what was read.
+				d.src.canRead = false
+				if d.src.rdhup {
+					d.eof = true
+				}
+			} else if !d.bulk {
+				d.wantBulk = true // a full read: bulk from the next read on
+			}
+		case err == nil: // k == 0: EOF
+			d.eof = true
+			d.src.canRead = false
+		case err == unix.EAGAIN:
+			d.src.canRead = false
+			return
+		case err == unix.EINTR:
+		default:
+			lp.closeConn(c)
+			return
+		}
+	}
+}
+
+// toBulk switches a direction, its buffer empty, to splice through a pipe
+// (l4BulkMode "splice") or to a larger buffer.
+func (lp *l4loop) toBulk(d *l4dir) {
+	d.bulk = true
+	if l4BulkMode == "splice" {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err == nil {
+			unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, l4PipeSize)
+			d.pipe = p
+			if d.bp != nil {
+				l4Bufs.Put(d.bp)
+				d.bp = nil
+			}
+			splicedDirections.Add(1)
+			return
+		}
+	}
+	if d.bp != nil {
+		l4Bufs.Put(d.bp)
+	}
+	d.bp = l4BigBufs.Get().(*[]byte)
+	d.big = true
+}
+
+// dirDone passes an end on: shutdown(SHUT_WR) of dst, or, when the other
+// direction has ended too, closes both.
+func (lp *l4loop) dirDone(c *l4conn, d *l4dir) {
+	d.done = true
+	other := &c.u2c
+	if d == &c.u2c {
+		other = &c.c2u
+	}
+	if other.done {
+		lp.closeConn(c)
+		return
+	}
+	if d.dst.fd >= 0 && (d.dst != &c.up || c.connected) {
+		unix.Shutdown(d.dst.fd, unix.SHUT_WR)
+	}
+}
+
+// closeConn closes both sockets (close removes them from epoll) and
+// settles the accounting.
+func (lp *l4loop) closeConn(c *l4conn) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	delete(lp.conns, c)
+	l := lp.l
+	if c.client.fd >= 0 {
+		lp.dropSlot(&c.client)
+		unix.Close(c.client.fd)
+		c.client.fd = -1
+	}
+	if c.up.fd >= 0 {
+		lp.dropSlot(&c.up)
+		unix.Close(c.up.fd)
+		c.up.fd = -1
+	}
+	for _, d := range []*l4dir{&c.c2u, &c.u2c} {
+		if d.pipe[0] >= 0 {
+			unix.Close(d.pipe[0])
+			unix.Close(d.pipe[1])
+			d.pipe = [2]int{-1, -1}
+		}
+		if d.bp != nil {
+			if !d.big {
+				l4Bufs.Put(d.bp)
+			} else if len(*d.bp) == l4BulkBuf {
+				l4BigBufs.Put(d.bp)
+			}
+			d.bp = nil
+		}
+	}
+	if c.connected {
+		c.e.untrack(c.t)
+		c.e.active.Add(-1)
+		c.cl.met.active.Dec()
+		in, out := c.c2u.bytes, c.u2c.bytes
+		l.met.bytesIn.Add(float64(in))
+		l.met.bytesOut.Add(float64(out))
+		c.cl.met.bytesOut.Add(float64(in))
+		c.cl.met.bytesIn.Add(float64(out))
+	}
+	if c.acquired {
+		c.cl.conns.release()
+		c.acquired = false
+	}
+	l.met.active.Dec()
+}
+
+// sweep closes idle connections and times out connects, and finds the next
+// time to look.
+func (lp *l4loop) sweep() {
+	lp.nextSweep = 0
+	now := lp.now
+	for c := range lp.conns {
+		switch {
+		case c.connecting:
+			if now >= c.connectBy {
+				lp.connectDone(c, errConnectTimeout)
+				if c.connecting {
+					lp.sweepBy(c.connectBy)
+				}
+			} else {
+				lp.sweepBy(c.connectBy)
+			}
+		case c.connected && c.idle > 0:
+			if now-c.lastRecv >= c.idle {
+				lp.closeConn(c)
+			} else {
+				lp.sweepBy(c.lastRecv + c.idle)
+			}
+		}
+	}
+}
+
+func recvNB(fd int, b []byte) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func sendNB(fd int, b []byte) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func spliceNB(from, to, n int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
