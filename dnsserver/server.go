@@ -183,6 +183,9 @@ func (s *Server) Start() error {
 			for _, srv := range servers {
 				srv.Shutdown()
 			}
+			if s.batch != nil {
+				s.batch.sock.close() // pc's socket, taken out of Go's poller
+			}
 			pc.Close()
 			ln.Close()
 			s.state = stateClosed
