@@ -22,11 +22,15 @@ const maxCatalogBody = 1 << 20
 // the Raft store. Reads block on the granular indexes of the store (per
 // service, per node, per check state) and carry the same headers and
 // consistency modes as the K/V reads; writes go to the leader.
-type catalogAPI struct{ *kvAPI }
+type catalogAPI struct {
+	*kvAPI
+	// entries shares encoded service entries among health-watch answers.
+	entries entryCache
+}
 
 // catalogRoutes registers the catalog and health endpoints.
 func (s *Server) catalogRoutes() {
-	a := &catalogAPI{s.newKVAPI()}
+	a := &catalogAPI{kvAPI: s.newKVAPI()}
 	m := s.mux
 	m.HandleFunc("GET /v1/catalog/services", s.routed(a.catalogServices))
 	m.HandleFunc("GET /v1/catalog/service/{name...}", s.routed(a.catalogService))

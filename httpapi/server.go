@@ -77,7 +77,10 @@ type Server struct {
 	// localViewAnswers counts reads answered from the local view because
 	// no server could be reached.
 	localViewAnswers prometheus.Counter
-	duration         *prometheus.HistogramVec
+	// healthWatchEncodings counts services' entries encoded for
+	// health-watch answers (once per service and index).
+	healthWatchEncodings prometheus.Counter
+	duration             *prometheus.HistogramVec
 }
 
 // New validates cfg, registers the API routes and listens on cfg.Addr.
@@ -116,6 +119,13 @@ func New(cfg Config) (*Server, error) {
 		Name: "outrigger_http_local_view_answers_total",
 		Help: "Health reads answered from the agent's local view because no server was reachable (stale answers).",
 	})
+	s.healthWatchEncodings = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "outrigger_health_watch_encodings_total",
+		Help: "Services' health entries encoded for health-watch answers: once per service and index, shared by every answer at that index.",
+	})
+	if err := cfg.Registry.Register(s.healthWatchEncodings); err != nil {
+		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+	}
 	if err := cfg.Registry.Register(s.localViewAnswers); err != nil {
 		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 	}

@@ -206,7 +206,7 @@ func (a *catalogAPI) healthWatch(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	out := healthWatchResponse{Services: map[string]healthWatchService{}}
+	var changed []changedService
 	var top uint64
 	for i, n := range names {
 		idx := max(state.ServiceIndex(n), 1)
@@ -214,22 +214,13 @@ func (a *catalogAPI) healthWatch(w http.ResponseWriter, r *http.Request) {
 			top = max(top, idx)
 			continue
 		}
-		entries, idx := state.CheckServiceNodes(n, nil, false)
-		idx = max(idx, 1)
-		top = max(top, idx)
-		list := make([]serviceEntryJSON, 0, len(entries))
-		for _, e := range entries {
-			list = append(list, serviceEntryJSON{
-				Node:    toNodeJSON(e.Node),
-				Service: toAgentServiceJSON(e.Service),
-				Checks:  toHealthChecksJSON(e.Checks),
-			})
-		}
-		out.Services[n] = healthWatchService{Index: idx, Entries: list}
+		e := a.entries.get(state, n, idx, a.s.healthWatchEncodings.Inc)
+		top = max(top, e.idx)
+		changed = append(changed, changedService{name: n, e: e})
 	}
 	setReadMeta(w, st, o.mode, top)
-	w.Header().Set("X-Outrigger-Services-Changed", strconv.Itoa(len(out.Services)))
-	writeJSON(w, r, out)
+	w.Header().Set("X-Outrigger-Services-Changed", strconv.Itoa(len(changed)))
+	writeHealthWatch(w, r, changed)
 }
 
 // anyPassed reports whether the index of some names[i] is above min[i].
