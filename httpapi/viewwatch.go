@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/outrigger/outrigger/kvstore"
@@ -30,13 +29,6 @@ const (
 	// maxServiceNameLen bounds one service name.
 	maxServiceNameLen = 512
 )
-
-// perServiceWaitMax: a request listing at most this many services waits on
-// each service's own index (one store watch each, woken only by writes to
-// those services); a larger one waits on the catalog's node, service-list
-// and check tables, which every write that moves a service's index also
-// touches, and re-reads the listed indexes after each such write.
-const perServiceWaitMax = 32
 
 // healthWatchRequest is the body of POST /v1/internal/outrigger/health-watch.
 type healthWatchRequest struct {
@@ -193,7 +185,7 @@ func (a *catalogAPI) healthWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		a.blocked.Inc()
-		waitServicesAny(ctx, state, names, min)
+		_ = state.WaitServicesAny(ctx, names, min) // ends with ctx or a change
 		a.blocked.Dec()
 		cancel()
 		if r.Context().Err() != nil {
@@ -232,58 +224,6 @@ func anyPassed(state *kvstore.StateStore, names []string, min []uint64) bool {
 		}
 	}
 	return false
-}
-
-// waitServicesAny blocks until the index of some names[i] passes min[i],
-// or ctx ends.
-func waitServicesAny(ctx context.Context, state *kvstore.StateStore, names []string, min []uint64) {
-	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel: deferred calls run last-in first-out
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if len(names) <= perServiceWaitMax {
-		woke := make(chan struct{}, len(names))
-		for i, n := range names {
-			wg.Go(func() {
-				if _, err := state.WaitService(ctx, n, min[i]); err == nil {
-					woke <- struct{}{}
-				}
-			})
-		}
-		select {
-		case <-woke:
-		case <-ctx.Done():
-		}
-		return
-	}
-	// Every write that moves a service's index also touches the node
-	// table, the service list or the checks table (kvstore's touchService
-	// callers); wait on those three and re-read the listed indexes.
-	for ctx.Err() == nil {
-		svc, nodes, checks := state.ServicesIndex(), state.NodesIndex(), state.ChecksInStateIndex(kvstore.HealthAny)
-		if anyPassed(state, names, min) {
-			return
-		}
-		round, stop := context.WithCancel(ctx)
-		woke := make(chan struct{}, 3)
-		for _, f := range []func() (uint64, error){
-			func() (uint64, error) { return state.WaitServices(round, svc) },
-			func() (uint64, error) { return state.WaitNodes(round, nodes) },
-			func() (uint64, error) { return state.WaitChecksInState(round, kvstore.HealthAny, checks) },
-		} {
-			wg.Go(func() {
-				if _, err := f(); err == nil {
-					woke <- struct{}{}
-				}
-			})
-		}
-		select {
-		case <-woke:
-		case <-ctx.Done():
-		}
-		stop()
-		wg.Wait()
-	}
 }
 
 // healthWatchRoutes registers the health-watch endpoint.

@@ -3,6 +3,7 @@ package kvstore
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -508,6 +509,46 @@ func (s *StateStore) ChecksInStateIndex(state string) uint64 { return s.load().s
 func (s *StateStore) WaitService(ctx context.Context, name string, minIndex uint64) (uint64, error) {
 	fn := fold(name)
 	return s.wait(ctx, watchTable, tableSvcPrefix+fn, minIndex, func(r *stateRoot) uint64 { return r.serviceIndex(fn) })
+}
+
+// WaitServicesAny blocks until the index of some names[i] exceeds
+// minIndex[i] (an unknown service's index is 1, as ServiceIndex reports
+// it) or ctx ends. Like WaitService it is woken only by writes to those
+// services, however many there are: one registration for all of them.
+func (s *StateStore) WaitServicesAny(ctx context.Context, names []string, minIndex []uint64) error {
+	if len(names) != len(minIndex) {
+		return fmt.Errorf("kvstore: WaitServicesAny: %d names, %d indexes", len(names), len(minIndex))
+	}
+	folded, keys := make([]string, len(names)), make([]string, len(names))
+	for i, n := range names {
+		folded[i] = fold(n)
+		keys[i] = tableSvcPrefix + folded[i]
+	}
+	passed := func() bool {
+		r := s.load()
+		for i, fn := range folded {
+			if max(r.serviceIndex(fn), 1) > minIndex[i] {
+				return true
+			}
+		}
+		return false
+	}
+	for {
+		// Register before reading so a write between the read and the
+		// select still wakes us.
+		ch, release := s.watch.watchMany(watchTable, keys)
+		if passed() {
+			release()
+			return nil
+		}
+		select {
+		case <-ch:
+			release()
+		case <-ctx.Done():
+			release()
+			return ctx.Err()
+		}
+	}
 }
 
 // WaitServices is WaitKey for Services and ServicesByNodeMeta.

@@ -3,8 +3,10 @@ package kvstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -706,4 +708,85 @@ func TestCatalogBatchEquivalence(t *testing.T) {
 	if okCatalog < 100 || failedCatalog < 20 {
 		t.Fatalf("%d catalog commands applied, %d failed: the mix tests too little", okCatalog, failedCatalog)
 	}
+}
+
+// WaitServicesAny waits on many services with one registration: woken by
+// a write to any listed one (names fold case; a service that does not
+// exist yet counts from index 1), never by writes to others, and it leaves
+// nothing registered behind.
+func TestCatalogWaitServicesAny(t *testing.T) {
+	ts := newTState(t)
+	ts.instance("n1", NodeService{Service: "web"})
+	ts.instance("n1", NodeService{Service: "api"})
+	names := []string{"Web", "api"}
+	for i := range 100 {
+		names = append(names, fmt.Sprintf("ghost-%d", i))
+	}
+	mins := make([]uint64, len(names))
+	for i, n := range names {
+		mins[i] = max(ts.s.ServiceIndex(n), 1)
+	}
+	if err := ts.s.WaitServicesAny(context.Background(), names, mins[:1]); err == nil {
+		t.Fatal("WaitServicesAny with 102 names and 1 index: no error")
+	}
+	stale := slices.Clone(mins)
+	stale[1]--
+	if err := ts.s.WaitServicesAny(context.Background(), names, stale); err != nil {
+		t.Fatalf("an index already passed: %v, want nil at once", err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- ts.s.WaitServicesAny(context.Background(), names, mins) }()
+	single := make(chan uint64, 1) // a plain WaitService on one of the names shares its group
+	go func() { got, _ := ts.s.WaitService(context.Background(), "ghost-7", 1); single <- got }()
+	waitUntil(t, 5*time.Second, "the waiters to register", func() bool { return ts.s.watch.count() == len(names) })
+	ts.instance("n2", NodeService{Service: "other"})
+	ts.kv(VerbSet, "k", "v")
+	select {
+	case err := <-done:
+		t.Fatalf("WaitServicesAny returned (%v) on writes to other services and K/V", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	ts.instance("n2", NodeService{Service: "Ghost-7"})
+	for _, c := range []struct {
+		what string
+		ok   func() bool
+	}{
+		{"WaitServicesAny", func() bool {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("WaitServicesAny: %v", err)
+				}
+				return true
+			default:
+				return false
+			}
+		}},
+		{"WaitService(ghost-7)", func() bool {
+			select {
+			case <-single:
+				return true
+			default:
+				return false
+			}
+		}},
+	} {
+		waitUntil(t, 5*time.Second, c.what+" woken by a ghost-7 instance", c.ok)
+	}
+	waitUntil(t, 5*time.Second, "every registration released", func() bool { return ts.s.watch.count() == 0 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- ts.s.WaitServicesAny(ctx, names[:2], []uint64{ts.s.ServiceIndex("web"), ts.s.ServiceIndex("api")}) }()
+	waitUntil(t, 5*time.Second, "the waiter to register", func() bool { return ts.s.watch.count() == 2 })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitServicesAny did not end with its context")
+	}
+	waitUntil(t, 5*time.Second, "the registration released", func() bool { return ts.s.watch.count() == 0 })
 }

@@ -25,6 +25,31 @@ type watchRegistry struct {
 type watchGroup struct {
 	ch   chan struct{}
 	refs int
+	// subs are the waiters on several names (watchMany) that include
+	// this one; fired with the group.
+	subs map[*multiWait]struct{}
+}
+
+// multiWait is one waiter on several names: its channel is closed on the
+// first write to any of them.
+type multiWait struct {
+	ch    chan struct{}
+	fired bool
+}
+
+func (mw *multiWait) fire() {
+	if !mw.fired {
+		mw.fired = true
+		close(mw.ch)
+	}
+}
+
+// closeGroup closes g's channel and fires its multi-name waiters.
+func closeGroup(g *watchGroup) {
+	close(g.ch)
+	for mw := range g.subs {
+		mw.fire()
+	}
 }
 
 // Watch tables (anything not keyed per K/V key).
@@ -75,9 +100,49 @@ func (w *watchRegistry) watch(kind watchKind, name string) (<-chan struct{}, fun
 	return g.ch, func() { w.release(kind, name, g) }
 }
 
+// watchMany registers one waiter on every name (of one kind): the channel
+// is closed on the next write to any of them. One channel for a thousand
+// names, where watch would need a thousand channels (and a goroutine or a
+// select case each) to wait on them at once.
+func (w *watchRegistry) watchMany(kind watchKind, names []string) (<-chan struct{}, func()) {
+	mw := &multiWait{ch: make(chan struct{})}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.mapFor(kind)
+	groups := make([]*watchGroup, len(names))
+	for i, name := range names {
+		g := m[name]
+		if g == nil {
+			g = &watchGroup{ch: make(chan struct{})}
+			m[name] = g
+			if kind == watchPrefix {
+				w.addLen(len(name))
+			}
+		}
+		g.refs++
+		if g.subs == nil {
+			g.subs = make(map[*multiWait]struct{})
+		}
+		g.subs[mw] = struct{}{}
+		groups[i] = g
+	}
+	return mw.ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for i, g := range groups {
+			delete(g.subs, mw)
+			w.releaseLocked(kind, names[i], g)
+		}
+	}
+}
+
 func (w *watchRegistry) release(kind watchKind, name string, g *watchGroup) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.releaseLocked(kind, name, g)
+}
+
+func (w *watchRegistry) releaseLocked(kind watchKind, name string, g *watchGroup) {
 	g.refs--
 	m := w.mapFor(kind)
 	if g.refs == 0 && m[name] == g {
@@ -110,7 +175,7 @@ func (w *watchRegistry) removeLen(n int) {
 func (w *watchRegistry) fire(kind watchKind, name string) {
 	m := w.mapFor(kind)
 	if g := m[name]; g != nil {
-		close(g.ch)
+		closeGroup(g)
 		delete(m, name)
 		if kind == watchPrefix {
 			w.removeLen(len(name))
@@ -155,7 +220,7 @@ func (w *watchRegistry) notifyAll() {
 	defer w.mu.Unlock()
 	for _, m := range []map[string]*watchGroup{w.keys, w.prefixes, w.tables} {
 		for name, g := range m {
-			close(g.ch)
+			closeGroup(g)
 			delete(m, name)
 		}
 	}

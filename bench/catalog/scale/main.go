@@ -967,9 +967,9 @@ func (b *bench) holdWatchers(ctx context.Context, w int, set map[string]uint64) 
 
 // wakeCost: the servers' CPU for writes to svc-000 while w simulated
 // agents hold health-watch requests on services that do not change: none
-// (the peer), 10 services each (one store watch per service), 40 each
-// (above perServiceWaitMax: the catalog-table wait, woken by every
-// catalog write to re-read the indexes).
+// (the peer), 10 services each, 40 each. (Before 2026-11-29's third session,
+// a request for more than 32 services waited on the catalog tables and
+// was woken by every catalog write; it now waits on its services alone.)
 func (b *bench) wakeCost(ctx context.Context, w int) error {
 	logf("wake cost: %d simulated agents on services that do not change, load %s", w, kit.Load())
 	const writes = 40
