@@ -777,7 +777,9 @@ func TestCatalogWaitServicesAny(t *testing.T) {
 	waitUntil(t, 5*time.Second, "every registration released", func() bool { return ts.s.watch.count() == 0 })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { done <- ts.s.WaitServicesAny(ctx, names[:2], []uint64{ts.s.ServiceIndex("web"), ts.s.ServiceIndex("api")}) }()
+	go func() {
+		done <- ts.s.WaitServicesAny(ctx, names[:2], []uint64{ts.s.ServiceIndex("web"), ts.s.ServiceIndex("api")})
+	}()
 	waitUntil(t, 5*time.Second, "the waiter to register", func() bool { return ts.s.watch.count() == 2 })
 	cancel()
 	select {
