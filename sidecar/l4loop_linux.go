@@ -71,6 +71,8 @@ type l4loop struct {
 	base      time.Time
 	now       int64 // ns since base, once per wake-up
 	nextSweep int64 // 0: nothing to time out
+	backoff   int64 // accept errors: the current pause
+	resumeAt  int64 // accepting paused until then (0: not paused)
 
 	acceptFn func(uintptr)
 	afd      int
@@ -362,11 +364,22 @@ func (lp *l4loop) accept() {
 				}
 				continue
 			}
-			// EMFILE and the like: the listener is level-triggered,
-			// so this comes back; log it once per wake-up.
+			// EMFILE and the like: pause accepting for a while (the
+			// listener is level-triggered and would wake the loop
+			// at once), as the net-package path does.
 			l.m.log.Warn("sidecar: accept", "listener", l.name, "err", lp.aerr)
+			if lp.backoff == 0 {
+				lp.backoff = int64(5 * time.Millisecond)
+			} else if lp.backoff *= 2; lp.backoff > int64(time.Second) {
+				lp.backoff = int64(time.Second)
+			}
+			ev := unix.EpollEvent{Fd: l4SlotLn}
+			lp.rc.Control(func(fd uintptr) { unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev) })
+			lp.resumeAt = lp.now + lp.backoff
+			lp.sweepBy(lp.resumeAt)
 			return
 		}
+		lp.backoff = 0
 		fd, sa := lp.afd, lp.asa
 		lp.asa = nil
 		l.met.total.Inc()
@@ -617,6 +630,12 @@ var errConnectTimeout = errors.New("connect timeout")
 
 func (lp *l4loop) event(x *l4end, ev uint32) {
 	c := x.c
+	if ev&unix.EPOLLERR != 0 && !(x == &c.up && c.connecting) {
+		// Reset or the like: what is pending cannot be delivered to
+		// x, and reads from it fail; end both, as a read error would.
+		lp.closeConn(c)
+		return
+	}
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		x.canRead, x.blocked = true, false
 		if ev&unix.EPOLLHUP != 0 {
@@ -680,8 +699,11 @@ func (lp *l4loop) pump(c *l4conn, d *l4dir) {
 			}
 			d.off += k
 			if d.off < d.n {
-				d.dst.blocked = true // a short send: the socket buffer is full
-				return
+				// Not necessarily full: a signal (Go's preemption)
+				// cuts a splice short without setting the socket's
+				// NOSPACE flag, and then no EPOLLOUT would come.
+				// Only EAGAIN means wait.
+				continue
 			}
 			d.off, d.n = 0, 0
 		}
@@ -838,6 +860,19 @@ func (lp *l4loop) closeConn(c *l4conn) {
 func (lp *l4loop) sweep() {
 	lp.nextSweep = 0
 	now := lp.now
+	if lp.resumeAt != 0 {
+		if now >= lp.resumeAt {
+			lp.resumeAt = 0
+			if lp.accepting {
+				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: l4SlotLn}
+				if lp.rc.Control(func(fd uintptr) { unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev) }) != nil {
+					lp.stopAccept()
+				}
+			}
+		} else {
+			lp.sweepBy(lp.resumeAt)
+		}
+	}
 	for c := range lp.conns {
 		switch {
 		case c.connecting:
