@@ -81,13 +81,17 @@ func TestWatchesAndTemplatesFromConfig(t *testing.T) {
 		return nil
 	})
 
-	// Bad sections: an error naming the field, and nothing starts.
+	// Bad sections: an error naming the field, and nothing starts. The
+	// destinations are in the test's own directory: a fixed /tmp path
+	// could be anything on the machine (a directory once made this test
+	// fail with the wrong error).
+	scratch := t.TempDir()
 	for _, tc := range []struct{ name, in, want string }{
 		{"bad watch", `{"watches": [{"type": "key", "args": ["/bin/true"]}]}`, "watches[0].key"},
 		{"handler not executable", fmt.Sprintf(`{"watches": [{"type": "nodes", "args": [%q]}]}`, src), "not executable"},
 		{"template without destination", fmt.Sprintf(`{"templates": [{"source": %q}]}`, src), "templates[0].destination"},
-		{"template syntax", `{"templates": [{"source": "` + writeTempTemplate(t, "{{ if }}") + `", "destination": "/tmp/x"}]}`, ":1:1:"},
-		{"bad wait", fmt.Sprintf(`{"templates": [{"source": %q, "destination": "/tmp/y", "wait": "5s:1s"}]}`, src), "templates[0].wait"},
+		{"template syntax", `{"templates": [{"source": "` + writeTempTemplate(t, "{{ if }}") + `", "destination": "` + filepath.Join(scratch, "x") + `"}]}`, ":1:1:"},
+		{"bad wait", fmt.Sprintf(`{"templates": [{"source": %q, "destination": %q, "wait": "5s:1s"}]}`, src, filepath.Join(scratch, "y")), "templates[0].wait"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ta.startWatchesAndTemplates(ctx, decodeExtra(t, tc.in))
