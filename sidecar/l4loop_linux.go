@@ -36,6 +36,14 @@ import (
 // the net-package path (listener.serveTCP), which other systems use.
 var l4LoopEnabled = true
 
+// l4LockThread "on" locks the loop goroutine to its OS thread. Off by
+// default: when the scheduler preempts a locked goroutine (every 10 ms of
+// running, which a busy loop reaches since epoll_wait returns at once), it
+// is handed between two threads through the kernel's run queue, which on a
+// loaded machine stalls the loop for milliseconds. (A string, to be set
+// with -ldflags -X for comparisons.)
+var l4LockThread = "off"
+
 // l4BulkMode is what a direction switches to after its first read that
 // fills the small buffer (a bulk transfer): "splice" moves the bytes
 // through a pipe of l4PipeSize, kernel to kernel; "buffer" reads and sends
@@ -247,8 +255,10 @@ func (lp *l4loop) nowNS() int64 { return int64(time.Since(lp.base)) }
 // run is the loop; it returns when the loop has stopped accepting and its
 // last connection has ended.
 func (lp *l4loop) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if l4LockThread == "on" {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	defer lp.l.wg.Done()
 	events := make([]unix.EpollEvent, l4MaxEvents)
 	for {

@@ -737,3 +737,29 @@ func TestL4NetPathWhenLoopOff(t *testing.T) {
 	echo(t, c, "net path")
 	c.Close()
 }
+
+// A tcp listener changed to http in place: the loop hands new connections
+// to the net-package path (the HTTP forwarder); the one already open stays
+// at L4.
+func TestL4LoopListenerChangedToHTTP(t *testing.T) {
+	env, up := loopEnv(t)
+	tb := newTCPBackend(t, "tcp")
+	hb := newHTTPBackend(t, "web")
+	env.src.set("api", entry("api", "api1", "n1", tb.addr()))
+	env.src.set("web", entry("web", "web1", "n1", hb.addr()))
+	port := tu.FreePort(t)
+	addr := up(Upstream{DestinationName: "api", LocalBindPort: port})
+	_, held := dialName(t, addr)
+	defer held.Close()
+	env.upstream(Upstream{DestinationName: "web", LocalBindPort: port, Protocol: "http"})
+	if env.loopOf(addr) == nil {
+		t.Fatal("the listener was recreated; want an update in place")
+	}
+	waitFor(t, "http served", func() error {
+		if code, body, _ := get(t, httpClient(), "http://"+addr+"/x"); code != 200 || body != "web" {
+			return fmt.Errorf("%d %q", code, body)
+		}
+		return nil
+	})
+	echo(t, held, "still at L4")
+}
