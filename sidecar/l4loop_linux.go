@@ -44,6 +44,12 @@ var l4LoopEnabled = true
 // with -ldflags -X for comparisons.)
 var l4LockThread = "off"
 
+// l4PollFirst "on" polls epoll without blocking (a raw syscall) before
+// blocking in epoll_wait. Measured without a clear difference in CPU per
+// request (keep-alive 14.0 vs 14.4 µs, new connections 66 vs 64 µs), so
+// off: one syscall fewer when the poll finds nothing.
+var l4PollFirst = "off"
+
 // l4BulkMode is what a direction switches to after its first read that
 // fills the small buffer (a bulk transfer): "splice" moves the bytes
 // through a pipe of l4PipeSize, kernel to kernel; "buffer" reads and sends
@@ -84,7 +90,8 @@ type l4loop struct {
 
 	acceptFn func(uintptr)
 	afd      int
-	asa      unix.Sockaddr
+	araw     unix.RawSockaddrAny // the accepted peer's address
+	alen     uint32
 	aerr     error
 
 	mu     sync.Mutex
@@ -154,7 +161,15 @@ func startL4Loop(l *listener) (*l4loop, error) {
 	}
 	lp := &l4loop{l: l, rc: rc, conns: map[*l4conn]struct{}{}, base: time.Now(), lnfd: -1, epfd: -1, evfd: -1}
 	lp.acceptFn = func(fd uintptr) {
-		lp.afd, lp.asa, lp.aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		// Not unix.Accept4: its address conversion costs a
+		// getsockopt(SO_PROTOCOL) per connection.
+		lp.alen = unix.SizeofSockaddrAny
+		r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&lp.araw)), uintptr(unsafe.Pointer(&lp.alen)),
+			unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		lp.afd, lp.aerr = int(r), nil
+		if e != 0 {
+			lp.afd, lp.aerr = -1, e
+		}
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
@@ -273,7 +288,16 @@ func (lp *l4loop) run() {
 			}
 			timeout = int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 		}
-		n, err := unix.EpollWait(lp.epfd, events, timeout)
+		// First without blocking and without entersyscall: a P held
+		// in a syscall is what sysmon takes back (every 20 µs while it
+		// finds some), waking threads; a busy loop finds events here.
+		n, err := 0, error(nil)
+		if l4PollFirst == "on" {
+			n, err = epollPoll(lp.epfd, events)
+		}
+		if n == 0 && err == nil && timeout != 0 {
+			n, err = unix.EpollWait(lp.epfd, events, timeout)
+		}
 		if err != nil && err != unix.EINTR {
 			lp.l.m.log.Error("sidecar: epoll_wait", "listener", lp.l.name, "err", err)
 			time.Sleep(10 * time.Millisecond)
@@ -390,8 +414,7 @@ func (lp *l4loop) accept() {
 			return
 		}
 		lp.backoff = 0
-		fd, sa := lp.afd, lp.asa
-		lp.asa = nil
+		fd := lp.afd
 		l.met.total.Inc()
 		l.met.active.Inc()
 		h := l.h.Load()
@@ -415,10 +438,13 @@ func (lp *l4loop) accept() {
 		}
 		c.cl = c.r.target()
 		if c.cl.st.balancer == BalancerHash {
-			switch a := sa.(type) {
-			case *unix.SockaddrInet4:
+			// As hashClientIP: the 4 or 16 address bytes.
+			switch lp.araw.Addr.Family {
+			case unix.AF_INET:
+				a := (*unix.RawSockaddrInet4)(unsafe.Pointer(&lp.araw))
 				c.p.key = hashBytes(a.Addr[:])
-			case *unix.SockaddrInet6:
+			case unix.AF_INET6:
+				a := (*unix.RawSockaddrInet6)(unsafe.Pointer(&lp.araw))
 				c.p.key = hashBytes(a.Addr[:])
 			}
 		}
@@ -922,6 +948,16 @@ func sendNB(fd int, b []byte) (int, error) {
 
 func spliceNB(from, to, n int) (int, error) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// epollPoll is epoll_wait with a zero timeout, as a raw syscall (it does
+// not block, so the scheduler need not know).
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}

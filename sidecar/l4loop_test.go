@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	tu "github.com/outrigger/outrigger/internal/testutil"
 )
 
@@ -762,4 +764,88 @@ func TestL4LoopListenerChangedToHTTP(t *testing.T) {
 		return nil
 	})
 	echo(t, held, "still at L4")
+}
+
+// blackhole is an address whose SYNs are dropped: a listening socket with
+// a backlog of 0 whose queue is full (nothing accepts). It returns "" when
+// the system does not drop them.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	// Fill the queue; the next connect must hang.
+	for i := 0; i < 4; i++ {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	return ""
+}
+
+// A connect that hangs is given up after the connect timeout and retried
+// on another instance.
+func TestL4LoopConnectTimeoutRetry(t *testing.T) {
+	env, up := loopEnv(t)
+	hole := blackhole(t)
+	if hole == "" {
+		t.Skip("SYNs to a full backlog are not dropped here")
+	}
+	a := newTCPBackend(t, "a")
+	env.src.set("api", entry("api", "hole", "n1", hole), entry("api", "a", "n2", a.addr()))
+	addr := up(Upstream{DestinationName: "api", ConnectTimeout: 200 * time.Millisecond, Outlier: OutlierConfig{Disabled: true}})
+	slow := 0
+	for i := 0; i < 4; i++ {
+		start := time.Now()
+		if n := name(t, addr); n != "a" {
+			t.Fatalf("connection %d: got %q, want a", i, n)
+		}
+		if d := time.Since(start); d >= 180*time.Millisecond {
+			slow++
+			if d > 5*time.Second {
+				t.Errorf("connection %d took %v", i, d)
+			}
+		}
+	}
+	f := counter(t, env.m.metrics.cluster("api").connectFailures)
+	if slow == 0 || f != float64(slow) {
+		t.Errorf("%d connections waited for the timeout, %v connect failures counted; want equal and > 0", slow, f)
+	}
+}
+
+// An instance registered by host name: the loop hands the connection to
+// the net-package path, which resolves it.
+func TestL4LoopHostNameInstance(t *testing.T) {
+	env, up := loopEnv(t)
+	a := newTCPBackend(t, "a")
+	_, port, _ := net.SplitHostPort(a.addr())
+	env.src.set("api", entry("api", "api1", "n1", net.JoinHostPort("localhost", port)))
+	addr := up(Upstream{DestinationName: "api"})
+	n, c := dialName(t, addr)
+	if n != "a" {
+		t.Fatalf("got %q", n)
+	}
+	echo(t, c, "by name")
+	c.Close()
+	waitFor(t, "accounting back to zero", func() error {
+		if act := counter(t, env.m.metrics.listener("app-sidecar-proxy/api").active); act != 0 {
+			return fmt.Errorf("active %v", act)
+		}
+		return nil
+	})
 }

@@ -229,8 +229,12 @@ func (l *listener) closeConns() int {
 	return n
 }
 
-// serveTCP forwards one connection at L4. prefix, if any, is what was
-// already read from the client (an h2c preface) and goes first.
+// serveTCP forwards one connection at L4 with the net package. prefix, if
+// any, is what was already read from the client (an h2c preface) and goes
+// first. On Linux, tcp listeners are served by the event loop instead
+// (l4loop_linux.go); this path serves the h2c tunnel of http listeners,
+// connections the loop hands over (a listener changed to http, an instance
+// addressed by host name), and other systems.
 func (l *listener) serveTCP(client *net.TCPConn, h *handler, r *route, prefix []byte) {
 	c := r.target()
 	st := &c.st
