@@ -59,7 +59,7 @@ func TestUDPBlockingLookupDoesNotHoldTheReaders(t *testing.T) {
 		t.Fatal("the blocking lookup never started")
 	}
 	// More queries than readers: all answered while "slow" waits.
-	for i := range 3 * udpReaders() {
+	for i := range 3 * s.batch.readers {
 		if r := ask(t, s.Addr(), "udp", newQuery("web.service.consul", dns.TypeA)); r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
 			t.Fatalf("query %d while a lookup blocks: %s, %d answers", i, dns.RcodeToString[r.Rcode], len(r.Answer))
 		}

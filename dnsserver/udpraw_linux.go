@@ -32,7 +32,9 @@ import (
 // idle).
 //
 // Readers wait at most rawReadTimeout (SO_RCVTIMEO) so that they see
-// shutdown even if the wake-up below is lost.
+// shutdown even if the wake-up below were lost; each blocked reader has a
+// P of its own (batchServer.start), so that the rest of the agent is not
+// held up by it.
 type rawSock struct {
 	fd  int
 	v4  bool
@@ -42,7 +44,7 @@ type rawSock struct {
 
 // rawReadTimeout is how long a reader waits in one recvmmsg (a variable
 // for tests).
-var rawReadTimeout = 250 * time.Millisecond
+var rawReadTimeout = 5 * time.Second
 
 // openRawSock takes c's socket out of Go's poller: it duplicates the
 // descriptor, makes it blocking and closes c (which removes c's

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -65,5 +66,38 @@ func TestUDPRawShutdownWakesBlockedReaders(t *testing.T) {
 	pc.Close()
 	if after := fds(); after > before {
 		t.Fatalf("%d descriptors before the server, %d after its shutdown", before, after)
+	}
+}
+
+// Each blocking reader brings its own P for as long as the server runs,
+// so that a reader holding one in the kernel holds up nothing else; with
+// GOMAXPROCS set by the user the readers wait in Go's poller and the
+// limit stays as it is.
+func TestUDPRawReadersBringTheirOwnProcs(t *testing.T) {
+	base := runtime.GOMAXPROCS(0)
+	s := startServer(t, fixture(), nil)
+	if _, ok := s.batch.sock.(*rawSock); !ok {
+		t.Fatalf("the batch path uses %T, not the blocking socket", s.batch.sock)
+	}
+	if got, want := runtime.GOMAXPROCS(0), base+s.batch.readers; got != want {
+		t.Fatalf("GOMAXPROCS %d with %d blocking readers started from %d; want %d", got, s.batch.readers, base, want)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("GOMAXPROCS %d after shutdown; want %d back", got, base)
+	}
+
+	t.Setenv("GOMAXPROCS", "1")
+	p := startServer(t, fixture(), nil)
+	if _, ok := p.batch.sock.(*pollSock); !ok {
+		t.Fatalf("with GOMAXPROCS set, the batch path uses %T, not Go's poller", p.batch.sock)
+	}
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("with GOMAXPROCS set, it moved from %d to %d", base, got)
+	}
+	if r := ask(t, p.Addr(), "udp", newQuery("web.service.consul", dns.TypeA)); r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+		t.Fatalf("through the poller: %s, %d answers", dns.RcodeToString[r.Rcode], len(r.Answer))
 	}
 }
