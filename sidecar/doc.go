@@ -14,12 +14,18 @@
 // Two forwarding modes:
 //
 //   - L4 (protocol "tcp", the default): each client connection is joined to
-//     a connection to one instance. Bulk transfers are copied between
-//     *net.TCPConn values with io.Copy, so Linux moves them with splice(2)
-//     without copying through user space; small request/response traffic
-//     goes through a 4 KiB buffer until a read fills it (splice costs a
-//     pipe and two syscalls per chunk, and an idle spliced connection holds
-//     its pipes: four more fds). Half-close (CloseWrite) is passed on.
+//     a connection to one instance. On Linux one event loop per listener
+//     does it, as HAProxy does, outside Go's net package: raw non-blocking
+//     sockets in its own edge-triggered epoll set (accept4, connect,
+//     recv/send through a 16 KiB buffer per direction; EPOLLRDHUP and short
+//     reads spare the read that would find EAGAIN; close without an
+//     epoll_ctl DEL), and a direction that fills its buffer switches to
+//     splice(2) through a pipe for bulk transfers. Half-close is passed on
+//     (shutdown of the other side once its pending bytes are sent), a side
+//     is not read while the other cannot take more, and connect failures
+//     are retried on another instance. Elsewhere (and for an instance
+//     registered by host name) the connection is copied between
+//     *net.TCPConn values by two goroutines.
 //   - L7 (protocol "http"): an HTTP/1.1 forwarder with keep-alive pools per
 //     instance, routes by host, path prefix and header, budgeted retries of
 //     idempotent requests (without a body, or with a Content-Length body
