@@ -713,6 +713,7 @@ func (lp *l4loop) event(x *l4end, ev uint32) {
 // while the destination accepts them. It stops reading while dst is blocked
 // (backpressure) and resumes on dst's EPOLLOUT.
 func (lp *l4loop) pump(c *l4conn, d *l4dir) {
+	defer d.dropIdleBuf()
 	for {
 		if d.n > d.off {
 			if d.dst.blocked || d.dst == &c.up && !c.connected {
@@ -796,6 +797,17 @@ func (lp *l4loop) pump(c *l4conn, d *l4dir) {
 			lp.closeConn(c)
 			return
 		}
+	}
+}
+
+// dropIdleBuf gives an empty small buffer back to the pool: a keep-alive
+// connection between requests holds none (with 50 connections, 1.6 MiB
+// of buffers held, and the agent's RSS went past 30 MiB under wrk).
+func (d *l4dir) dropIdleBuf() {
+	if d.bp != nil && !d.big && d.off >= d.n {
+		l4Bufs.Put(d.bp)
+		d.bp = nil
+		d.off, d.n = 0, 0
 	}
 }
 
