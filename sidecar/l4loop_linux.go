@@ -44,12 +44,6 @@ var l4LoopEnabled = true
 // with -ldflags -X for comparisons.)
 var l4LockThread = "off"
 
-// l4PollFirst "on" polls epoll without blocking (a raw syscall) before
-// blocking in epoll_wait. Measured without a clear difference in CPU per
-// request (keep-alive 14.0 vs 14.4 µs, new connections 66 vs 64 µs), so
-// off: one syscall fewer when the poll finds nothing.
-var l4PollFirst = "off"
-
 // l4BulkMode is what a direction switches to after its first read that
 // fills the small buffer (a bulk transfer): "splice" moves the bytes
 // through a pipe of l4PipeSize, kernel to kernel; "buffer" reads and sends
@@ -73,9 +67,18 @@ var l4BigBufs = sync.Pool{New: func() any { b := make([]byte, l4BulkBuf); return
 type l4loop struct {
 	l    *listener
 	epfd int
-	evfd int
-	rc   syscall.RawConn // the listening socket (owned by l.ln)
-	lnfd int
+	// ep is epfd as a file in Go's poller: with nothing to do, the loop
+	// parks there, not in a blocking epoll_wait. A goroutine blocked in a
+	// syscall keeps its P until the scheduler's monitor takes it back,
+	// after up to 10 ms when the process has been quiet; with GOMAXPROCS=1
+	// an idle loop held up every other goroutine of the agent each time it
+	// woke. (The epoll set is readable when it has events.)
+	ep       *os.File
+	epRC     syscall.RawConn
+	deadline int64 // the read deadline set on ep (nowNS units), 0 for none
+	evfd     int
+	rc       syscall.RawConn // the listening socket (owned by l.ln)
+	lnfd     int
 
 	accepting bool
 	stopping  bool // no more accepts; exit when no connection is left
@@ -185,8 +188,18 @@ func startL4Loop(l *listener) (*l4loop, error) {
 	if lp.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, err
 	}
-	if lp.evfd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+	// Non-blocking, so that os.NewFile puts it in Go's poller.
+	if err := unix.SetNonblock(lp.epfd, true); err != nil {
 		unix.Close(lp.epfd)
+		return nil, err
+	}
+	lp.ep = os.NewFile(uintptr(lp.epfd), "sidecar-l4-epoll")
+	if lp.epRC, err = lp.ep.SyscallConn(); err != nil {
+		lp.ep.Close()
+		return nil, err
+	}
+	if lp.evfd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		lp.ep.Close()
 		return nil, err
 	}
 	lp.slots = make([]l4slot, 2, 64)
@@ -208,8 +221,8 @@ func (lp *l4loop) closeFDs() {
 	if lp.evfd >= 0 {
 		unix.Close(lp.evfd)
 	}
-	if lp.epfd >= 0 {
-		unix.Close(lp.epfd)
+	if lp.ep != nil {
+		lp.ep.Close()
 	}
 }
 
@@ -280,23 +293,12 @@ func (lp *l4loop) run() {
 		if lp.stopping && len(lp.conns) == 0 {
 			break
 		}
-		timeout := -1
-		if lp.nextSweep != 0 {
-			d := lp.nextSweep - lp.nowNS()
-			if d < 0 {
-				d = 0
-			}
-			timeout = int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
-		}
-		// First without blocking and without entersyscall: a P held
-		// in a syscall is what sysmon takes back (every 20 µs while it
-		// finds some), waking threads; a busy loop finds events here.
-		n, err := 0, error(nil)
-		if l4PollFirst == "on" {
-			n, err = epollPoll(lp.epfd, events)
-		}
-		if n == 0 && err == nil && timeout != 0 {
-			n, err = unix.EpollWait(lp.epfd, events, timeout)
+		// Events first, with a raw syscall (no scheduler work); with
+		// none, park in Go's poller until the set has some or the next
+		// sweep is due.
+		n, err := epollPoll(lp.epfd, events)
+		if n == 0 && err == nil && (lp.nextSweep == 0 || lp.nowNS() < lp.nextSweep) {
+			n, err = lp.park(events)
 		}
 		if err != nil && err != unix.EINTR {
 			lp.l.m.log.Error("sidecar: epoll_wait", "listener", lp.l.name, "err", err)
@@ -336,6 +338,34 @@ func (lp *l4loop) run() {
 		close(lp.l.done)
 	}
 	lp.closeFDs()
+}
+
+// park waits in Go's poller until the epoll set has events (and returns
+// them) or the next sweep is due (0 events).
+func (lp *l4loop) park(events []unix.EpollEvent) (int, error) {
+	if lp.nextSweep != lp.deadline {
+		var t time.Time
+		if lp.nextSweep != 0 {
+			t = lp.base.Add(time.Duration(lp.nextSweep))
+		}
+		if err := lp.ep.SetReadDeadline(t); err != nil {
+			return 0, err
+		}
+		lp.deadline = lp.nextSweep
+	}
+	var n int
+	var perr error
+	err := lp.epRC.Read(func(fd uintptr) bool {
+		n, perr = epollPoll(int(fd), events)
+		return n > 0 || (perr != nil && perr != unix.EINTR)
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, perr
 }
 
 func (lp *l4loop) commands() {
