@@ -303,14 +303,40 @@ func (g *Gossip) sendLeaveIntent(ctx context.Context, deadline time.Time) error 
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	select {
-	case <-sent:
-	case <-t.C:
-		g.log.Debug("leave intent not fully gossiped before its deadline")
-	case <-ctx.Done():
-		return ctx.Err()
+	tick := time.NewTicker(leavePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sent:
+			return nil
+		case <-t.C:
+			g.log.Debug("leave intent not fully gossiped before its deadline")
+			return nil
+		case <-tick.C:
+			if !g.anyPeerAlive() {
+				return nil // nobody left to tell
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return nil
+}
+
+// leavePoll is how often a leave that waits for its messages to be
+// gossiped checks whether any peer is still alive to receive them.
+const leavePoll = 50 * time.Millisecond
+
+// anyPeerAlive reports whether a member other than this one is alive. When
+// the whole cluster stops at once, the last members to leave have nobody
+// to gossip their leave to, and would wait out the whole leave timeout (5
+// s) for broadcasts that cannot go out.
+func (g *Gossip) anyPeerAlive() bool {
+	for _, m := range g.table.list() {
+		if m.Name != g.cfg.NodeName && m.Status == StatusAlive {
+			return true
+		}
+	}
+	return false
 }
 
 // memberlistLeave runs memberlist's Leave, which blocks until its leave
@@ -325,11 +351,22 @@ func (g *Gossip) memberlistLeave(ctx context.Context, timeout time.Duration) err
 		}()
 		ch <- g.ml.Leave(max(timeout, time.Millisecond))
 	}()
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	tick := time.NewTicker(leavePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-ch:
+			return err
+		case <-tick.C:
+			// memberlist has marked itself left and queued its message;
+			// with no peer alive it would wait for a broadcast that
+			// cannot go out (its goroutine ends at the timeout).
+			if !g.anyPeerAlive() {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
