@@ -75,7 +75,11 @@ type l4loop struct {
 	// woke. (The epoll set is readable when it has events.)
 	ep       *os.File
 	epRC     syscall.RawConn
-	deadline int64 // the read deadline set on ep (nowNS units), 0 for none
+	deadline int64                 // the read deadline set on ep (nowNS units), 0 for none
+	pollFn   func(fd uintptr) bool // lp.poll, bound once
+	pEvents  []unix.EpollEvent     // park's buffer, for poll
+	pN       int
+	pErr     error
 	evfd     int
 	rc       syscall.RawConn // the listening socket (owned by l.ln)
 	lnfd     int
@@ -194,6 +198,7 @@ func startL4Loop(l *listener) (*l4loop, error) {
 		return nil, err
 	}
 	lp.ep = os.NewFile(uintptr(lp.epfd), "sidecar-l4-epoll")
+	lp.pollFn = lp.poll
 	if lp.epRC, err = lp.ep.SyscallConn(); err != nil {
 		lp.ep.Close()
 		return nil, err
@@ -353,19 +358,23 @@ func (lp *l4loop) park(events []unix.EpollEvent) (int, error) {
 		}
 		lp.deadline = lp.nextSweep
 	}
-	var n int
-	var perr error
-	err := lp.epRC.Read(func(fd uintptr) bool {
-		n, perr = epollPoll(int(fd), events)
-		return n > 0 || (perr != nil && perr != unix.EINTR)
-	})
+	lp.pEvents, lp.pN, lp.pErr = events, 0, nil
+	err := lp.epRC.Read(lp.pollFn)
+	lp.pEvents = nil
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	return n, perr
+	return lp.pN, lp.pErr
+}
+
+// poll is park's RawConn.Read callback (bound once in pollFn: a closure
+// made per call allocated five objects per wake-up).
+func (lp *l4loop) poll(fd uintptr) bool {
+	lp.pN, lp.pErr = epollPoll(int(fd), lp.pEvents)
+	return lp.pN > 0 || (lp.pErr != nil && lp.pErr != unix.EINTR)
 }
 
 func (lp *l4loop) commands() {
