@@ -41,14 +41,20 @@ func (a *catalogAPI) healthService(w http.ResponseWriter, r *http.Request) {
 			if meta != nil && !metaMatches(e.Node.Meta, meta) {
 				continue
 			}
-			out = append(out, serviceEntryJSON{
-				Node:    toNodeJSON(e.Node),
-				Service: toAgentServiceJSON(e.Service),
-				Checks:  toHealthChecksJSON(e.Checks),
-			})
+			out = append(out, toServiceEntryJSON(e))
 		}
 		return out, idx
 	})
+}
+
+// toServiceEntryJSON is one entry of /v1/health/service/:name (and of a
+// health-watch answer).
+func toServiceEntryJSON(e *kvstore.CheckServiceNode) serviceEntryJSON {
+	return serviceEntryJSON{
+		Node:    toNodeJSON(e.Node),
+		Service: toAgentServiceJSON(e.Service),
+		Checks:  toHealthChecksJSON(e.Checks),
+	}
 }
 
 // healthChecks answers /v1/health/checks/:service: the checks of the

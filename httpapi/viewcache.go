@@ -58,11 +58,7 @@ func (c *entryCache) get(state *kvstore.StateStore, name string, cur uint64, mad
 		entries, idx := state.CheckServiceNodes(name, nil, false)
 		list := make([]serviceEntryJSON, 0, len(entries))
 		for _, en := range entries {
-			list = append(list, serviceEntryJSON{
-				Node:    toNodeJSON(en.Node),
-				Service: toAgentServiceJSON(en.Service),
-				Checks:  toHealthChecksJSON(en.Checks),
-			})
+			list = append(list, toServiceEntryJSON(en))
 		}
 		// Cannot fail: plain structs of strings, numbers and maps.
 		e.idx = max(idx, 1)
