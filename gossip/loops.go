@@ -75,6 +75,12 @@ func (g *Gossip) joinAttempt(ctx context.Context, persisted []string) (int, erro
 			errs = append(errs, err)
 		}
 	}
+	// Remembered peers already met through RetryJoin are skipped: when a
+	// whole group of servers restarts, they join each other by RetryJoin,
+	// and one of them answering here would end the attempt with none of
+	// the clients contacted — clients that have marked the servers failed
+	// and do not probe them again.
+	persisted = g.notAlive(persisted)
 	if len(persisted) > 0 {
 		order := rand.Perm(len(persisted))
 		var perrs joinErrors
@@ -97,6 +103,23 @@ func (g *Gossip) joinAttempt(ctx context.Context, persisted []string) (int, erro
 		return n, nil
 	}
 	return n, joinErrors(errs) // one line, for the log
+}
+
+// notAlive is addrs without the addresses of members known alive.
+func (g *Gossip) notAlive(addrs []string) []string {
+	alive := make(map[string]bool)
+	for _, m := range g.table.list() {
+		if m.Status == StatusAlive {
+			alive[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
+		}
+	}
+	var out []string
+	for _, a := range addrs {
+		if !alive[a] {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // loadPeers reads peers.json, leaving out this member's own address.

@@ -175,3 +175,28 @@ func TestRejoinRememberedPeers(t *testing.T) {
 		})
 	}
 }
+
+// A restarted member whose RetryJoin reaches one group (the servers,
+// restarted together) still contacts a remembered peer outside it (the
+// clients, which marked the servers failed and do not probe them again):
+// remembered peers already met through RetryJoin do not count.
+func TestRejoinReachesRememberedPeersBeyondRetryJoin(t *testing.T) {
+	a := startNode(t, testConfig("a")) // the other servers
+	b := startNode(t, testConfig("b")) // a client, not in a's cluster
+	dir := t.TempDir()
+	ps, err := openPeerStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.save([]peerEntry{{"a", a.addr}, {"b", b.addr}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig("c")
+	cfg.DataDir = dir
+	cfg.RetryJoin = []string{a.addr}
+	c := startNode(t, cfg)
+	if err := waitRetryDone(t, c, 15*time.Second); err != nil {
+		t.Fatalf("rejoin: %v", err)
+	}
+	waitAllSee(t, []*testNode{a, b, c}, 3)
+}
