@@ -80,6 +80,7 @@ type l4loop struct {
 	pEvents  []unix.EpollEvent     // park's buffer, for poll
 	pN       int
 	pErr     error
+	pFirst   bool
 	evfd     int
 	rc       syscall.RawConn // the listening socket (owned by l.ln)
 	lnfd     int
@@ -233,7 +234,7 @@ func (lp *l4loop) closeFDs() {
 
 func (lp *l4loop) ctlAdd(fd int, slot, gen int32, events uint32) error {
 	ev := unix.EpollEvent{Events: events, Fd: slot, Pad: gen}
-	return unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	return epollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
 // post runs f on the loop goroutine. It reports false when the loop has
@@ -358,7 +359,7 @@ func (lp *l4loop) park(events []unix.EpollEvent) (int, error) {
 		}
 		lp.deadline = lp.nextSweep
 	}
-	lp.pEvents, lp.pN, lp.pErr = events, 0, nil
+	lp.pEvents, lp.pN, lp.pErr, lp.pFirst = events, 0, nil, true
 	err := lp.epRC.Read(lp.pollFn)
 	lp.pEvents = nil
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -373,13 +374,19 @@ func (lp *l4loop) park(events []unix.EpollEvent) (int, error) {
 // poll is park's RawConn.Read callback (bound once in pollFn: a closure
 // made per call allocated five objects per wake-up).
 func (lp *l4loop) poll(fd uintptr) bool {
+	if lp.pFirst {
+		// RawConn.Read calls this once before it waits: the set was
+		// polled just before, and found empty.
+		lp.pFirst = false
+		return false
+	}
 	lp.pN, lp.pErr = epollPoll(int(fd), lp.pEvents)
 	return lp.pN > 0 || (lp.pErr != nil && lp.pErr != unix.EINTR)
 }
 
 func (lp *l4loop) commands() {
 	var b [8]byte
-	unix.Read(lp.evfd, b[:])
+	unix.RawSyscall(unix.SYS_READ, uintptr(lp.evfd), uintptr(unsafe.Pointer(&b[0])), 8)
 	lp.mu.Lock()
 	cmds := lp.cmds
 	lp.cmds = nil
@@ -634,19 +641,20 @@ func (lp *l4loop) dialStart(c *l4conn, sa unix.Sockaddr) error {
 	if _, ok := sa.(*unix.SockaddrInet6); ok {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := socketNB(family)
 	if err != nil {
 		return err
 	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	err = unix.Connect(fd, sa)
+	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	raw := toRawSockaddr(sa)
+	err = connectNB(fd, &raw)
 	if err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
-		unix.Close(fd)
+		closeFD(fd)
 		return err
 	}
 	c.up = l4end{fd: fd, c: c}
 	if err := lp.register(&c.up); err != nil {
-		unix.Close(fd)
+		closeFD(fd)
 		c.up.fd = -1
 		return err
 	}
@@ -677,7 +685,7 @@ func (lp *l4loop) connectDone(c *l4conn, err error) {
 	c.connecting = false
 	if err != nil {
 		lp.dropSlot(&c.up)
-		unix.Close(c.up.fd)
+		closeFD(c.up.fd)
 		c.up.fd = -1
 		e := c.e
 		c.e = nil
@@ -729,7 +737,7 @@ func (lp *l4loop) event(x *l4end, ev uint32) {
 	if x == &c.up && c.connecting {
 		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			err := error(unix.ECONNREFUSED)
-			if v, gerr := unix.GetsockoptInt(x.fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
+			if v, gerr := getsockoptInt(x.fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
 				err = unix.Errno(v)
 			}
 			lp.connectDone(c, err)
@@ -887,7 +895,7 @@ func (lp *l4loop) dirDone(c *l4conn, d *l4dir) {
 		return
 	}
 	if d.dst.fd >= 0 && (d.dst != &c.up || c.connected) {
-		unix.Shutdown(d.dst.fd, unix.SHUT_WR)
+		shutdownWR(d.dst.fd)
 	}
 }
 
@@ -902,18 +910,18 @@ func (lp *l4loop) closeConn(c *l4conn) {
 	l := lp.l
 	if c.client.fd >= 0 {
 		lp.dropSlot(&c.client)
-		unix.Close(c.client.fd)
+		closeFD(c.client.fd)
 		c.client.fd = -1
 	}
 	if c.up.fd >= 0 {
 		lp.dropSlot(&c.up)
-		unix.Close(c.up.fd)
+		closeFD(c.up.fd)
 		c.up.fd = -1
 	}
 	for _, d := range []*l4dir{&c.c2u, &c.u2c} {
 		if d.pipe[0] >= 0 {
-			unix.Close(d.pipe[0])
-			unix.Close(d.pipe[1])
+			closeFD(d.pipe[0])
+			closeFD(d.pipe[1])
 			d.pipe = [2]int{-1, -1}
 		}
 		if d.bp != nil {
@@ -1013,4 +1021,91 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// The loop's other syscalls are raw too. The x/sys/unix wrappers go through
+// the scheduler (entersyscall/exitsyscall): when one of them takes longer
+// than 20 µs — a close that runs the TCP teardown, or a preemption by the
+// kernel on a loaded machine — the scheduler's monitor takes the P away and
+// starts another thread to poll the network, and the loop pays a futex
+// wake-up and a context switch to get a P back. None of these block on
+// non-blocking sockets.
+
+func closeFD(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+func shutdownWR(fd int) {
+	unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
+}
+
+func socketNB(family int) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+func setsockoptInt(fd, level, opt, v int) error {
+	x := int32(v)
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&x)), 4, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func getsockoptInt(fd, level, opt int) (int, error) {
+	var x int32
+	l := uint32(4)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&x)), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(x), nil
+}
+
+// rawSockaddr is a socket address in the kernel's form, for connectNB.
+type rawSockaddr struct {
+	b [unix.SizeofSockaddrInet6]byte
+	n uint32
+}
+
+func toRawSockaddr(sa unix.Sockaddr) rawSockaddr {
+	var r rawSockaddr
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.b[0]))
+		p.Family = unix.AF_INET
+		pb := (*[2]byte)(unsafe.Pointer(&p.Port))
+		pb[0], pb[1] = byte(a.Port>>8), byte(a.Port)
+		p.Addr = a.Addr
+		r.n = unix.SizeofSockaddrInet4
+	case *unix.SockaddrInet6:
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.b[0]))
+		p.Family = unix.AF_INET6
+		pb := (*[2]byte)(unsafe.Pointer(&p.Port))
+		pb[0], pb[1] = byte(a.Port>>8), byte(a.Port)
+		p.Addr = a.Addr
+		p.Scope_id = a.ZoneId
+		r.n = unix.SizeofSockaddrInet6
+	}
+	return r
+}
+
+func connectNB(fd int, sa *rawSockaddr) error {
+	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa.b[0])), uintptr(sa.n))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
