@@ -885,6 +885,11 @@ func (lp *l4loop) toBulk(d *l4dir) {
 // dirDone passes an end on: shutdown(SHUT_WR) of dst, or, when the other
 // direction has ended too, closes both.
 func (lp *l4loop) dirDone(c *l4conn, d *l4dir) {
+	if d.dst == &c.up && !c.connected {
+		// The client ended before the upstream connection is up: pass
+		// the end on once it is (connectDone's pump comes back here).
+		return
+	}
 	d.done = true
 	other := &c.u2c
 	if d == &c.u2c {

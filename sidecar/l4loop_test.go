@@ -188,6 +188,36 @@ func TestL4LoopHalfCloseFromClient(t *testing.T) {
 	}
 }
 
+// A client that half-closes at once, before the proxy's connect to the
+// upstream has completed (often before the proxy accepts): the upstream
+// still sees the EOF, and answers.
+func TestL4LoopHalfCloseBeforeConnect(t *testing.T) {
+	env, up := loopEnv(t)
+	b := newFuncBackend(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, c)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "read %d bytes", n)
+	})
+	env.src.set("api", entry("api", "api1", "n1", b))
+	addr := up(Upstream{DestinationName: "api"})
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "read 0 bytes" {
+			t.Fatalf("round %d: got %q, %v", i, got, err)
+		}
+	}
+}
+
 // pattern is the byte at offset i of the test streams.
 func pattern(i int64) byte { return byte(i*7 + i>>11) }
 
