@@ -167,6 +167,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Agent, err 
 		gcfg.RetryInterval = cfg.RetryInterval
 	}
 	gcfg.RetryMax = cfg.RetryMax
+	if cfg.ReconnectTimeout > 0 {
+		gcfg.ReapFailed = cfg.ReconnectTimeout
+	}
 	gcfg.Logger = logger.With("component", "gossip")
 	gcfg.Registerer = a.reg
 	if cfg.Dev {

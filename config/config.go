@@ -46,6 +46,11 @@ type Config struct {
 	RetryInterval time.Duration
 	// RetryMax caps join attempts; 0 means retry forever (retry_max).
 	RetryMax int
+	// ReconnectTimeout is how long a failed member is kept and retried
+	// (reconnect_timeout, as Consul): the gossip layer joins its last
+	// address again now and then until it comes back or this passes, and
+	// then forgets it. Default 72h; at least 8h, as Consul requires.
+	ReconnectTimeout time.Duration
 
 	// Encrypt is the base64 gossip key (encrypt): 16, 24 or 32 bytes decoded.
 	Encrypt string
@@ -147,6 +152,7 @@ func DefaultConfig() Config {
 		ClientAddr:       "127.0.0.1",
 		Ports:            Ports{HTTP: 8500, DNS: 8600, SerfLAN: 8301, Server: 8300},
 		RetryInterval:    5 * time.Second,
+		ReconnectTimeout: 72 * time.Hour,
 		LeaveOnTerminate: true,
 		Autopilot:        Autopilot{CleanupDeadServers: true, DeadServerLastContactThreshold: 24 * time.Hour},
 		Proxy:            Proxy{DrainTimeout: 30 * time.Second},

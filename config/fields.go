@@ -34,6 +34,7 @@ var fields = []field{
 	{"retry_join", func(c *Config) any { return &c.RetryJoin }},
 	{"retry_interval", func(c *Config) any { return &c.RetryInterval }},
 	{"retry_max", func(c *Config) any { return &c.RetryMax }},
+	{"reconnect_timeout", func(c *Config) any { return &c.ReconnectTimeout }},
 	{"encrypt", func(c *Config) any { return &c.Encrypt }},
 	{"leave_on_terminate", func(c *Config) any { return &c.LeaveOnTerminate }},
 	{"skip_leave_on_interrupt", func(c *Config) any { return &c.SkipLeaveOnInterrupt }},

@@ -89,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.RetryMax < 0 {
 		bad("retry_max", "%d is negative", c.RetryMax)
 	}
+	if c.ReconnectTimeout < 8*time.Hour {
+		bad("reconnect_timeout", "%s is less than 8h", c.ReconnectTimeout)
+	}
 	if c.Proxy.DrainTimeout < 0 {
 		bad("proxy.drain_timeout", "%s is negative", c.Proxy.DrainTimeout)
 	}

@@ -92,8 +92,14 @@ type Config struct {
 	// Start retries forever.
 	RetryMax int
 
+	// ReconnectInterval is how often the reconnect loop tries to join again
+	// the last known address of one failed member, picked at random (see
+	// the package documentation). If zero, 30s is used (Serf's default).
+	ReconnectInterval time.Duration
+
 	// ReapFailed is how long a failed member stays in Members before it is
-	// forgotten. If zero, 72h is used (Serf's default).
+	// forgotten, and so how long the reconnect loop keeps trying it: it is
+	// Serf's ReconnectTimeout. If zero, 72h is used (Serf's default).
 	ReapFailed time.Duration
 	// ReapLeft is how long a member that left stays in Members. If zero,
 	// 24h is used.
@@ -124,14 +130,15 @@ type Config struct {
 // BindPort DefaultPort. NodeName is left empty (the hostname is used).
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:         "0.0.0.0",
-		BindPort:         DefaultPort,
-		Profile:          ProfileLAN,
-		RetryInterval:    5 * time.Second,
-		RetryMaxInterval: 60 * time.Second,
-		ReapFailed:       72 * time.Hour,
-		ReapLeft:         24 * time.Hour,
-		ReapInterval:     15 * time.Second,
+		BindAddr:          "0.0.0.0",
+		BindPort:          DefaultPort,
+		Profile:           ProfileLAN,
+		RetryInterval:     5 * time.Second,
+		RetryMaxInterval:  60 * time.Second,
+		ReconnectInterval: 30 * time.Second,
+		ReapFailed:        72 * time.Hour,
+		ReapLeft:          24 * time.Hour,
+		ReapInterval:      15 * time.Second,
 	}
 }
 
@@ -191,6 +198,7 @@ func (c *Config) Validate() error {
 	}{
 		{"RetryInterval", c.RetryInterval},
 		{"RetryMaxInterval", c.RetryMaxInterval},
+		{"ReconnectInterval", c.ReconnectInterval},
 		{"ReapFailed", c.ReapFailed},
 		{"ReapLeft", c.ReapLeft},
 		{"ReapInterval", c.ReapInterval},
@@ -230,6 +238,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RetryMaxInterval == 0 {
 		c.RetryMaxInterval = max(d.RetryMaxInterval, c.RetryInterval)
+	}
+	if c.ReconnectInterval == 0 {
+		c.ReconnectInterval = d.ReconnectInterval
 	}
 	if c.ReapFailed == 0 {
 		c.ReapFailed = d.ReapFailed

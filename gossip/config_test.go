@@ -49,6 +49,8 @@ func TestValidate(t *testing.T) {
 			"gossip: RetryMaxInterval: 1s is less than RetryInterval 5s"},
 		{"retry max", func(c *Config) { c.RetryMax = -1 },
 			"gossip: RetryMax: -1 is negative (0 means retry forever)"},
+		{"reconnect interval", func(c *Config) { c.ReconnectInterval = -time.Second },
+			"gossip: ReconnectInterval: -1s is negative"},
 		{"reap failed", func(c *Config) { c.ReapFailed = -time.Hour },
 			"gossip: ReapFailed: -1h0m0s is negative"},
 		{"reap left", func(c *Config) { c.ReapLeft = -time.Hour },
@@ -104,7 +106,7 @@ func TestWithDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.BindAddr != "0.0.0.0" || c.Profile != ProfileLAN || c.ReapFailed != 72*time.Hour ||
-		c.ReapLeft != 24*time.Hour || c.ReapInterval != 15*time.Second || c.Logger == nil {
+		c.ReapLeft != 24*time.Hour || c.ReapInterval != 15*time.Second || c.ReconnectInterval != 30*time.Second || c.Logger == nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	if c.RetryMaxInterval != 90*time.Second {

@@ -35,6 +35,9 @@ type Gossip struct {
 	now   func() time.Time
 	runID uint64                           // tells this run from earlier ones under the same name
 	bcast *memberlist.TransmitLimitedQueue // leave intents
+	// joinTimeout bounds the wait for one reconnect join: memberlist's
+	// TCP dial and then its push/pull exchange each take up to TCPTimeout.
+	joinTimeout time.Duration
 
 	metaMu sync.Mutex
 	meta   []byte // encoded tags, served to memberlist
@@ -53,7 +56,7 @@ type Gossip struct {
 
 // New validates cfg, binds the gossip port and creates the memberlist
 // instance, which starts answering probes and accepting joins at once.
-// Call Start to run the retry-join and reaper loops.
+// Call Start to run the retry-join, reconnect and reaper loops.
 func New(cfg Config) (*Gossip, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -96,6 +99,7 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	mc := cfg.memberlistConfig()
 	g.bcast = &memberlist.TransmitLimitedQueue{NumNodes: g.table.numAlive, RetransmitMult: mc.RetransmitMult}
+	g.joinTimeout = 2*mc.TCPTimeout + time.Second
 	mc.Transport = g.tr
 	mc.Logger = mlLog
 	mc.Events = &eventDelegate{g: g}
@@ -123,8 +127,9 @@ func New(cfg Config) (*Gossip, error) {
 
 // Start runs the background work until ctx ends or Shutdown: joining
 // RetryJoin and the peers remembered in DataDir (retried with back-off,
-// see RetryJoinDone), reaping old failed and left members, and saving the
-// known peers. Calls after the first, or after Shutdown, do nothing.
+// see RetryJoinDone), reconnecting to failed members, reaping old failed
+// and left members, and saving the known peers. Calls after the first, or
+// after Shutdown, do nothing.
 func (g *Gossip) Start(ctx context.Context) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -133,8 +138,9 @@ func (g *Gossip) Start(ctx context.Context) {
 	}
 	g.started = true
 	ctx, g.cancel = context.WithCancel(ctx)
-	g.wg.Add(3)
+	g.wg.Add(4)
 	go func() { defer g.wg.Done(); g.retryJoinLoop(ctx) }()
+	go func() { defer g.wg.Done(); g.reconnectLoop(ctx) }()
 	go func() { defer g.wg.Done(); g.reapLoop(ctx) }()
 	go func() { defer g.wg.Done(); g.persistLoop(ctx) }()
 }

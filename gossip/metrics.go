@@ -12,7 +12,11 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	dropped  prometheus.Counter
 	rejected prometheus.Counter
-	state    *stateCollector
+	// reconnects counts the reconnect loop's joins of a failed member,
+	// reconnected those that reached it.
+	reconnects  prometheus.Counter
+	reconnected prometheus.Counter
+	state       *stateCollector
 }
 
 func newMetrics(g *Gossip) *metrics {
@@ -28,6 +32,14 @@ func newMetrics(g *Gossip) *metrics {
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outrigger_gossip_rejected_messages_total",
 			Help: "Gossip messages rejected because they could not be decrypted or were not encrypted (key mismatch).",
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outrigger_gossip_reconnect_attempts_total",
+			Help: "Attempts to join a failed member again at its last known address (Serf's reconnect).",
+		}),
+		reconnected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outrigger_gossip_reconnect_successes_total",
+			Help: "Reconnect attempts that reached the failed member's address and synced state with it.",
 		}),
 		state: &stateCollector{
 			g: g,
@@ -46,7 +58,7 @@ func newMetrics(g *Gossip) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.events, m.dropped, m.rejected, m.state}
+	return []prometheus.Collector{m.events, m.dropped, m.rejected, m.reconnects, m.reconnected, m.state}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

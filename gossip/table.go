@@ -193,6 +193,31 @@ func (t *memberTable) numAlive() int {
 	return n
 }
 
+// reconnectCandidates returns the other members that have been failed for
+// less than maxAge (older ones are about to be reaped), except those whose
+// address is now held by a member alive or leaving (this one, or another
+// that took the address over: joining it would reach nobody new), and how
+// many members are alive or leaving, this one included.
+func (t *memberTable) reconnectCandidates(now time.Time, maxAge time.Duration) (failed []Member, alive int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	held := make(map[string]bool)
+	for _, e := range t.members {
+		if e.m.Status == StatusAlive || e.m.Status == StatusLeaving {
+			alive++
+			held[e.m.address()] = true
+		}
+	}
+	for name, e := range t.members {
+		if e.m.Status == StatusFailed && name != t.self && now.Sub(e.m.Since) < maxAge && !held[e.m.address()] {
+			failed = append(failed, e.m.clone())
+		}
+	}
+	// Sorted, so that tests can choose a member by index.
+	slices.SortFunc(failed, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return failed, alive
+}
+
 // peers returns the addresses worth rejoining after a restart: other
 // members that are alive or failed (a failed member is often restarting),
 // alive ones first, then most recently changed, at most limit.

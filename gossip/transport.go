@@ -41,6 +41,19 @@ type netTransport struct {
 
 	packetBytes atomic.Uint64
 	streamBytes atomic.Uint64
+
+	// blocked, set only by tests, cuts this member off from the addresses
+	// it reports true for: packets to them are dropped and dials to them
+	// fail, as across a network partition.
+	blocked atomic.Pointer[func(addr string) bool]
+}
+
+// errBlocked is a dial to an address a test's partition cuts off.
+var errBlocked = errors.New("address unreachable (test partition)")
+
+func (t *netTransport) isBlocked(addr string) bool {
+	f := t.blocked.Load()
+	return f != nil && (*f)(addr)
 }
 
 var errTransportClosed = errors.New("gossip transport is shut down")
@@ -219,6 +232,9 @@ func (t *netTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time
 	if t.closing() {
 		return time.Time{}, errTransportClosed
 	}
+	if t.isBlocked(a.Addr) {
+		return time.Now(), nil // lost on the way
+	}
 	to, err := net.ResolveUDPAddr("udp", a.Addr)
 	if err != nil {
 		return time.Time{}, err
@@ -237,6 +253,9 @@ func (t *netTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn
 func (t *netTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	if t.closing() { // a join still running when the member was shut down
 		return nil, errTransportClosed
+	}
+	if t.isBlocked(a.Addr) {
+		return nil, errBlocked
 	}
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.Dial("tcp", a.Addr)

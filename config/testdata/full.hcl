@@ -18,6 +18,7 @@ bootstrap_expect        = 3
 retry_join              = ["10.0.0.6", "consul.internal:8301", "[2001:db8::1]:8301"]
 retry_interval          = "30s"
 retry_max               = 10
+reconnect_timeout       = "24h"
 encrypt                 = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
 leave_on_terminate      = false
 skip_leave_on_interrupt = true
