@@ -477,6 +477,16 @@ func (lp *l4loop) accept() {
 		c.u2c.src, c.u2c.dst = &c.up, &c.client
 		c.c2u.pipe, c.u2c.pipe = [2]int{-1, -1}, [2]int{-1, -1}
 		lp.conns[c] = struct{}{}
+		// Read what the client has sent already (a client that speaks
+		// first has often sent its request by the time we accept), before
+		// the socket is registered: then registering reports no EPOLLIN
+		// for it, and a connect with bytes to send can delay its
+		// handshake's last ACK onto them (dialStart).
+		c.client.canRead = true
+		lp.pump(c, &c.c2u)
+		if c.closed {
+			continue
+		}
 		if err := lp.register(&c.client); err != nil {
 			l.m.log.Warn("sidecar: epoll_ctl", "listener", l.name, "err", err)
 			lp.closeConn(c)
@@ -646,6 +656,13 @@ func (lp *l4loop) dialStart(c *l4conn, sa unix.Sockaddr) error {
 		return err
 	}
 	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if c.c2u.n > c.c2u.off {
+		// Bytes are waiting to go: the ACK that ends the handshake
+		// rides on them instead of a packet of its own (as HAProxy's
+		// tcp-smart-connect). Only then: a server that speaks first
+		// would wait for a delayed ACK.
+		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
+	}
 	raw := toRawSockaddr(sa)
 	err = connectNB(fd, &raw)
 	if err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
@@ -771,7 +788,10 @@ func (lp *l4loop) pump(c *l4conn, d *l4dir) {
 			if d.pipe[0] >= 0 {
 				k, err = spliceNB(d.pipe[0], d.dst.fd, d.n-d.off)
 			} else {
-				k, err = sendNB(d.dst.fd, (*d.bp)[d.off:d.n])
+				// With the end already read, the FIN follows
+				// at once: MSG_MORE lets it ride on the last
+				// data segment (the shutdown pushes it).
+				k, err = sendFlagsNB(d.dst.fd, (*d.bp)[d.off:d.n], d.eofMore())
 			}
 			if err != nil {
 				if err == unix.EAGAIN {
@@ -996,6 +1016,22 @@ func (lp *l4loop) sweep() {
 
 func recvNB(fd int, b []byte) (int, error) {
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// eofMore is sendFlagsNB's flags for what is left of d's buffer.
+func (d *l4dir) eofMore() int {
+	if d.eof {
+		return unix.MSG_MORE
+	}
+	return 0
+}
+
+func sendFlagsNB(fd int, b []byte, flags int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unix.MSG_NOSIGNAL|flags), 0, 0)
 	if e != 0 {
 		return 0, e
 	}
