@@ -190,23 +190,29 @@ to_us() { # 1.23ms → 1230
 		if (u == "us") n = n; else if (u == "ms") n = n * 1000; else if (u == "s") n = n * 1000000; printf "%.0f", n }'
 }
 cpu_ticks() { [ "$1" = 0 ] && echo 0 || awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ctx_switches() { [ "$1" = 0 ] && echo 0 || awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n }' /proc/"$1"/task/*/status; }
 wrk_run() {
 	local name=$1 port=$2 pid=$3; shift 3
 	local f="$out/wrk-$name.$(date +%s%N).txt"
 	local t0 t1
 	t0=$(cpu_ticks "$pid")
+	local c0 c1
+	c0=$(ctx_switches "$pid")
 	wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port/" >"$f" 2>&1
 	t1=$(cpu_ticks "$pid")
-	local rps p99 errs reqs cpu
+	c1=$(ctx_switches "$pid")
+	local rps p99 errs reqs cpu cs
 	rps=$(awk '/^Requests\/sec/ { print $2 }' "$f")
 	p99=$(awk '$1 == "99%" { print $2 }' "$f")
 	reqs=$(awk '/requests in/ { print $1 }' "$f")
 	errs=$(awk '/Non-2xx|Socket errors/ { print }' "$f" | tr '\n' ' ')
 	cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print 0 }')
-	echo "$rps $(to_us "$p99") $cpu $errs" >>"$out/$name.txt"
-	log "$name: $rps req/s, p99 $p99, proxy CPU ${cpu} µs/request $errs"
+	cs=$(awk -v a="$c0" -v b="$c1" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.2f", (b - a) / n; else print 0 }')
+	echo "$rps $(to_us "$p99") $cpu $cs $errs" >>"$out/$name.txt"
+	log "$name: $rps req/s, p99 $p99, proxy CPU ${cpu} µs/request, $cs context switches/request $errs"
 }
 cpuof() { col "$1" 3 | med | awk '{ printf "%.1f", $1 }'; } # median CPU µs/request
+csof() { col "$1" 4 | med | awk '{ printf "%.2f", $1 }'; }  # median context switches/request
 
 rss_peak=0
 sample_rss() { # background sampler of our RSS (kB)
@@ -266,8 +272,11 @@ D=$(medval direct); O4=$(medval ours-l4); H4=$(medval haproxy-tcp); O7=$(medval 
 DC=$(medval direct-close); O4C=$(medval ours-l4-close); H4C=$(medval haproxy-tcp-close); O7C=$(medval ours-l7-close); H7C=$(medval haproxy-http-close)
 Dp=$(medval direct 2); O4p=$(medval ours-l4 2); H4p=$(medval haproxy-tcp 2); O7p=$(medval ours-l7 2); H7p=$(medval haproxy-http 2)
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+# The machine's cost of a syscall (it differs between machines of this kind by 4x and moves every
+# proxy's req/s): perf's getppid loop, when perf is there.
+sc=$(perf bench syscall basic -l 1000000 2>/dev/null | awk '/usecs\/op/ { printf "; %.2f µs per syscall (perf bench syscall basic -l 1000000)", $1 }' || true)
 {
-echo "\`$CMDLINE\` (run $stamp, $(date -u '+%Y-%m-%d %H:%M') UTC; $(nproc) cores, $cpu; load average $load before, $load_after after;"
+echo "\`$CMDLINE\` (run $stamp, $(date -u '+%Y-%m-%d %H:%M') UTC; $(nproc) cores, $cpu$sc; load average $load before, $load_after after;"
 echo "wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), HAProxy $("$HAPROXY" -v | head -1 | awk '{ print $3 }'), Caddy $(caddy version | awk '{ print $1 }'), $(go version | awk '{ print $3 }')."
 echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (each runs every system back to back); values are medians over the rounds, ratios the median of the rounds' ratios; nginx (1 worker) serves a 61-byte file; GOMAXPROCS=$PROCS for ours and Caddy, nbthread $PROCS for HAProxy;"
 if [ "$OURS" = harness ]; then echo "ours: the bench/proxy harness (sidecar.Manager over a static catalog)."; else echo "ours: a client agent (joined to a -dev server) whose service's sidecar has the two upstreams, registered through /v1/agent/service/register; its RSS is the whole agent's."; fi
@@ -286,15 +295,19 @@ echo "| 1 GiB stream via L4, MiB/s | $(median stream-ours-l4) | HAProxy tcp $(me
 echo "| 1 GiB stream via L4, proxy CPU seconds per GiB | $(col stream-ours-l4 2 | med) | HAProxy tcp $(col stream-haproxy-tcp 2 | med) | | |"
 echo "| our ($OURS) RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
 echo
-echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; median of the rounds; lower is better):"
+echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; median of the rounds; lower is better),"
+echo "and the proxy's context switches per request (all its threads, voluntary and not):"
 echo
-echo "| case | ours µs | peer µs | peer ÷ ours |"
-echo "|---|---:|---:|---:|"
-echo "| keep-alive via L4 | $(cpuof ours-l4) | HAProxy tcp $(cpuof haproxy-tcp) | $(ratio "$(cpuof haproxy-tcp)" "$(cpuof ours-l4)") |"
-echo "| L7 | $(cpuof ours-l7) | HAProxy http $(cpuof haproxy-http) | $(ratio "$(cpuof haproxy-http)" "$(cpuof ours-l7)") |"
-echo "| L7 | $(cpuof ours-l7) | Caddy $(cpuof caddy) | $(ratio "$(cpuof caddy)" "$(cpuof ours-l7)") |"
-echo "| new connection per request, L4 | $(cpuof ours-l4-close) | HAProxy tcp $(cpuof haproxy-tcp-close) | $(ratio "$(cpuof haproxy-tcp-close)" "$(cpuof ours-l4-close)") |"
-echo "| new connection per request, L7 | $(cpuof ours-l7-close) | HAProxy http $(cpuof haproxy-http-close) | $(ratio "$(cpuof haproxy-http-close)" "$(cpuof ours-l7-close)") |"
+echo "| case | ours µs | peer µs | peer ÷ ours | ours cs/req | peer cs/req |"
+echo "|---|---:|---:|---:|---:|---:|"
+row() { # row LABEL OURS PEER PEERNAME
+	echo "| $1 | $(cpuof "$2") | $4 $(cpuof "$3") | $(ratio "$(cpuof "$3")" "$(cpuof "$2")") | $(csof "$2") | $(csof "$3") |"
+}
+row "keep-alive via L4" ours-l4 haproxy-tcp "HAProxy tcp"
+row "L7" ours-l7 haproxy-http "HAProxy http"
+row "L7" ours-l7 caddy "Caddy"
+row "new connection per request, L4" ours-l4-close haproxy-tcp-close "HAProxy tcp"
+row "new connection per request, L7" ours-l7-close haproxy-http-close "HAProxy http"
 echo
 echo "Direct to nginx: $D req/s keep-alive, $DC req/s with a new connection per request."
 } | tee "$out/summary.md"
