@@ -137,6 +137,7 @@ type l4dir struct {
 	eof      bool // src has ended
 	done     bool // and everything was sent and the end passed on
 	bytes    int64
+	sent     int64 // bytes sent to dst
 }
 
 type l4conn struct {
@@ -154,6 +155,7 @@ type l4conn struct {
 	// connecting: connect in progress, until connectBy.
 	connecting bool
 	connected  bool
+	ackHeld    bool // the upstream's handshake ACK is delayed (releaseAck)
 	connectBy  int64
 	idle       int64
 	lastRecv   int64
@@ -477,16 +479,6 @@ func (lp *l4loop) accept() {
 		c.u2c.src, c.u2c.dst = &c.up, &c.client
 		c.c2u.pipe, c.u2c.pipe = [2]int{-1, -1}, [2]int{-1, -1}
 		lp.conns[c] = struct{}{}
-		// Read what the client has sent already (a client that speaks
-		// first has often sent its request by the time we accept), before
-		// the socket is registered: then registering reports no EPOLLIN
-		// for it, and a connect with bytes to send can delay its
-		// handshake's last ACK onto them (dialStart).
-		c.client.canRead = true
-		lp.pump(c, &c.c2u)
-		if c.closed {
-			continue
-		}
 		if err := lp.register(&c.client); err != nil {
 			l.m.log.Warn("sidecar: epoll_ctl", "listener", l.name, "err", err)
 			lp.closeConn(c)
@@ -656,13 +648,10 @@ func (lp *l4loop) dialStart(c *l4conn, sa unix.Sockaddr) error {
 		return err
 	}
 	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if c.c2u.n > c.c2u.off {
-		// Bytes are waiting to go: the ACK that ends the handshake
-		// rides on them instead of a packet of its own (as HAProxy's
-		// tcp-smart-connect). Only then: a server that speaks first
-		// would wait for a delayed ACK.
-		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
-	}
+	// The ACK that ends the handshake is held back, to ride on the
+	// client's first bytes (HAProxy's tcp-smart-connect); releaseAck
+	// sends it on its own when there are none yet.
+	c.ackHeld = setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0) == nil
 	raw := toRawSockaddr(sa)
 	err = connectNB(fd, &raw)
 	if err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
@@ -771,6 +760,30 @@ func (lp *l4loop) event(x *l4end, ev uint32) {
 	if !c.closed {
 		lp.pump(c, &c.u2c)
 	}
+	if c.ackHeld && c.connected && !c.closed {
+		lp.releaseAck(c)
+	}
+}
+
+// releaseAck settles the handshake's held-back ACK once connected: it went
+// with the client's first bytes, or with its end, or goes now. The
+// client's bytes may have arrived with their event not handled yet: one
+// read looks first. (A server that speaks first would otherwise wait for
+// the delayed ACK, up to 200 ms.)
+func (lp *l4loop) releaseAck(c *l4conn) {
+	c.ackHeld = false
+	d := &c.c2u
+	if d.sent > 0 || d.done {
+		return
+	}
+	if !c.client.canRead && !d.eof {
+		c.client.canRead = true
+		lp.pump(c, d)
+		if c.closed || d.sent > 0 || d.done {
+			return
+		}
+	}
+	setsockoptInt(c.up.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
 }
 
 // pump moves what it can in one direction: the pending bytes, then reads
@@ -802,6 +815,7 @@ func (lp *l4loop) pump(c *l4conn, d *l4dir) {
 				return
 			}
 			d.off += k
+			d.sent += int64(k)
 			if d.off < d.n {
 				// Not necessarily full: a signal (Go's preemption)
 				// cuts a splice short without setting the socket's

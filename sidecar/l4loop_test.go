@@ -218,6 +218,40 @@ func TestL4LoopHalfCloseBeforeConnect(t *testing.T) {
 	}
 }
 
+// A server that speaks first (SMTP, MySQL): the loop holds back the ACK
+// that ends its handshake to the upstream, to ride on the client's first
+// bytes; with none coming it must send it at once, or the server would not
+// see the connection until the delayed ACK (200 ms).
+func TestL4LoopServerSpeaksFirst(t *testing.T) {
+	env, up := loopEnv(t)
+	b := newFuncBackend(t, func(c *net.TCPConn) {
+		fmt.Fprint(c, "220 ready\r\n")
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.Copy(io.Discard, c)
+	})
+	env.src.set("db", entry("db", "db1", "n1", b))
+	addr := up(Upstream{DestinationName: "db"})
+	var slowest time.Duration
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || line != "220 ready\r\n" {
+			t.Fatalf("round %d: got %q, %v", i, line, err)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	// The delayed ACK takes 200 ms; a loaded machine well under that.
+	if slowest > 150*time.Millisecond {
+		t.Errorf("the slowest banner took %v: the handshake's ACK was held back", slowest)
+	}
+}
+
 // pattern is the byte at offset i of the test streams.
 func pattern(i int64) byte { return byte(i*7 + i>>11) }
 
