@@ -80,7 +80,6 @@ type l4loop struct {
 	pEvents  []unix.EpollEvent     // park's buffer, for poll
 	pN       int
 	pErr     error
-	pFirst   bool
 	evfd     int
 	rc       syscall.RawConn // the listening socket (owned by l.ln)
 	lnfd     int
@@ -361,7 +360,10 @@ func (lp *l4loop) park(events []unix.EpollEvent) (int, error) {
 		}
 		lp.deadline = lp.nextSweep
 	}
-	lp.pEvents, lp.pN, lp.pErr, lp.pFirst = events, 0, nil, true
+	// RawConn.Read polls first: it clears the readiness Go's poller
+	// recorded before (prepareRead), so that poll is what catches an event
+	// that came since the loop's own; skipping it lost wake-ups.
+	lp.pEvents, lp.pN, lp.pErr = events, 0, nil
 	err := lp.epRC.Read(lp.pollFn)
 	lp.pEvents = nil
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -376,12 +378,6 @@ func (lp *l4loop) park(events []unix.EpollEvent) (int, error) {
 // poll is park's RawConn.Read callback (bound once in pollFn: a closure
 // made per call allocated five objects per wake-up).
 func (lp *l4loop) poll(fd uintptr) bool {
-	if lp.pFirst {
-		// RawConn.Read calls this once before it waits: the set was
-		// polled just before, and found empty.
-		lp.pFirst = false
-		return false
-	}
 	lp.pN, lp.pErr = epollPoll(int(fd), lp.pEvents)
 	return lp.pN > 0 || (lp.pErr != nil && lp.pErr != unix.EINTR)
 }

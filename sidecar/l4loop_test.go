@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -249,6 +250,26 @@ func TestL4LoopServerSpeaksFirst(t *testing.T) {
 	// The delayed ACK takes 200 ms; a loaded machine well under that.
 	if slowest > 150*time.Millisecond {
 		t.Errorf("the slowest banner took %v: the handshake's ACK was held back", slowest)
+	}
+}
+
+// Keep-alive HTTP traffic from net/http through an L4 (tcp) listener: the
+// loop must not miss a wake-up. (Parking without polling first after
+// RawConn.Read's prepareRead, which drops a readiness Go's poller saw since
+// the loop's last poll, stalled it within a few hundred requests.)
+func TestL4LoopParkNoLostWakeup(t *testing.T) {
+	env, up := loopEnv(t)
+	a := newHTTPBackend(t, "a")
+	env.src.set("api", entry("api", "a", "n1", a.addr()))
+	addr := up(Upstream{DestinationName: "api"})
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	for i := 0; i < 5000; i++ {
+		resp, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }
 
