@@ -38,7 +38,13 @@
 //     healthy. HTTP/2 with prior knowledge (h2c, gRPC) is detected by its
 //     preface and tunnelled at L4 to the first route that matches every
 //     request (its requests are not routed one by one); Upgrade
-//     (WebSocket) is tunnelled after the 101.
+//     (WebSocket) is tunnelled after the 101. On Linux the listener's event
+//     loop serves the common request itself (l7loop_linux.go): heads and
+//     small Content-Length bodies parsed from its buffer, keep-alive
+//     upstream connections of its own, responses streamed with their
+//     framing; what it does not serve (chunked or large request bodies,
+//     Expect, Upgrade, h2c) is handed to the goroutine-per-connection path
+//     above at a request boundary.
 //
 // Balancers (round robin, least connections, power of two choices,
 // consistent hash on the client address or an HTTP header) live in their own

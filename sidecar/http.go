@@ -100,9 +100,38 @@ func (c *cluster) putConn(uc *upConn) {
 	e.mu.Unlock()
 }
 
-func (l *listener) serveHTTP(cc *clientConn) {
+func (l *listener) serveHTTP(cc *clientConn) { l.serveHTTPFrom(cc, nil) }
+
+// prefixReader reads prefix, then r.
+type prefixReader struct {
+	prefix []byte
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
+// serveHTTPFrom serves a connection of which prefix was read already (by
+// the L7 event loop, which hands over what it does not serve).
+func (l *listener) serveHTTPFrom(cc *clientConn, prefix []byte) {
 	s := httpConnPool.Get().(*httpConn)
-	s.br.Reset(cc.c)
+	if len(prefix) > 0 {
+		if len(prefix) > s.br.Size() {
+			s.br = bufio.NewReaderSize(nil, len(prefix))
+		}
+		// The whole prefix goes into the buffer at the first read:
+		// the h2c and Upgrade tunnels take what is buffered and then
+		// read cc.c itself.
+		s.br.Reset(&prefixReader{prefix: prefix, r: cc.c})
+	} else {
+		s.br.Reset(cc.c)
+	}
 	s.bw.Reset(cc.c)
 	s.ip = ""
 	if a, ok := cc.c.RemoteAddr().(*net.TCPAddr); ok {
@@ -614,17 +643,8 @@ var statusText = map[int]string{400: "Bad Request", 404: "Not Found", 431: "Requ
 // writeError answers with a plain-text error (its head only to a HEAD
 // request); it returns the bytes written.
 func writeError(w *bufio.Writer, code int, msg string, close, headOnly bool) int {
-	body := msg + "\n"
-	hdr := "HTTP/1.1 " + strconv.Itoa(code) + " " + statusText[code] + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nX-Outrigger-Proxy-Error: 1\r\n"
-	if close {
-		hdr += "Connection: close\r\n"
-	}
-	hdr += "\r\n"
-	w.WriteString(hdr)
-	if headOnly {
-		body = ""
-	}
-	w.WriteString(body)
+	b := appendError(nil, code, msg, close, headOnly)
+	w.Write(b)
 	w.Flush()
-	return len(hdr) + len(body)
+	return len(b)
 }

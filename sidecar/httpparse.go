@@ -90,7 +90,54 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	return line[:n], nil
 }
 
+// lineSrc gives head lines from a bufio.Reader (br set) or from a byte
+// slice (b[off:]; errIncomplete when no complete line is left).
+type lineSrc struct {
+	br  *bufio.Reader
+	b   []byte
+	off int
+}
+
+func (s *lineSrc) next() ([]byte, error) {
+	if s.br != nil {
+		return readLine(s.br)
+	}
+	rest := s.b[s.off:]
+	i := bytes.IndexByte(rest, '\n')
+	if i < 0 {
+		if len(rest) >= 16<<10 {
+			return nil, errHeadTooLarge // as a bufio.Reader of 16 KiB
+		}
+		return nil, errIncomplete
+	}
+	if i >= 16<<10 {
+		return nil, errHeadTooLarge
+	}
+	s.off += i + 1
+	n := i
+	if n > 0 && rest[n-1] == '\r' {
+		n--
+	}
+	return rest[:n], nil
+}
+
+// errIncomplete: the bytes end before the head does (parse only).
+var errIncomplete = errors.New("incomplete head")
+
 func (r *reqHead) read(br *bufio.Reader) error {
+	src := lineSrc{br: br}
+	return r.readFrom(&src)
+}
+
+// parse parses a request head from b and returns its length; errIncomplete
+// when b ends before the head does. The rules are read's.
+func (r *reqHead) parse(b []byte) (int, error) {
+	src := lineSrc{b: b}
+	err := r.readFrom(&src)
+	return src.off, err
+}
+
+func (r *reqHead) readFrom(br *lineSrc) error {
 	r.buf = r.buf[:0]
 	r.hdrs = r.hdrs[:0]
 	r.contentLength = -1
@@ -101,7 +148,7 @@ func (r *reqHead) read(br *bufio.Reader) error {
 	var line []byte
 	var err error
 	for i := 0; ; i++ {
-		line, err = readLine(br)
+		line, err = br.next()
 		if err != nil {
 			return err
 		}
@@ -174,9 +221,9 @@ func (r *reqHead) read(br *bufio.Reader) error {
 	var connUpgrade, hasUpgrade, keepAlive bool
 	var upgradeLine []byte
 	for {
-		line, err = readLine(br)
+		line, err = br.next()
 		if err != nil {
-			if err == errHeadTooLarge {
+			if err == errHeadTooLarge || err == errIncomplete {
 				return err
 			}
 			return errBadRequest
@@ -311,11 +358,27 @@ type respHead struct {
 }
 
 func (r *respHead) read(br *bufio.Reader) (int, error) {
+	src := lineSrc{br: br}
+	return r.readFrom(&src)
+}
+
+// parse parses a response head from b and returns its length;
+// errIncomplete when b ends before the head does. The rules are read's.
+func (r *respHead) parse(b []byte) (int, error) {
+	src := lineSrc{b: b}
+	n, err := r.readFrom(&src)
+	if err != nil {
+		return n, err
+	}
+	return src.off, nil
+}
+
+func (r *respHead) readFrom(br *lineSrc) (int, error) {
 	r.buf = r.buf[:0]
 	r.contentLength = -1
 	r.chunked, r.close = false, false
 	r.te = span{}
-	line, err := readLine(br)
+	line, err := br.next()
 	if err != nil {
 		return 0, err
 	}
@@ -338,7 +401,7 @@ func (r *respHead) read(br *bufio.Reader) (int, error) {
 	r.buf = append(r.buf, "\r\n"...)
 	keepAlive := false
 	for n := 0; ; n++ {
-		line, err = readLine(br)
+		line, err = br.next()
 		if err != nil {
 			return raw, err
 		}

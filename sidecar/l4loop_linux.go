@@ -101,6 +101,8 @@ type l4loop struct {
 	alen     uint32
 	aerr     error
 
+	l7 l7state // the L7 fast path (l7loop_linux.go)
+
 	mu     sync.Mutex
 	cmds   []func()
 	exited bool
@@ -109,6 +111,7 @@ type l4loop struct {
 type l4slot struct {
 	gen int32
 	end *l4end
+	x7  *l7sock // an L7 socket (l7loop_linux.go)
 }
 
 // l4end is one socket of a connection.
@@ -191,6 +194,7 @@ func startL4Loop(l *listener) (*l4loop, error) {
 	if serr != nil {
 		return nil, serr
 	}
+	lp.protocolChanged()
 	if lp.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, err
 	}
@@ -222,6 +226,19 @@ func startL4Loop(l *listener) (*l4loop, error) {
 	}
 	lp.accepting = true
 	return lp, nil
+}
+
+// protocolChanged sets TCP_DEFER_ACCEPT on the listening socket when the
+// loop serves http on it: the kernel then hands over a connection once its
+// first bytes are there (or after a second of silence), and accept7's read
+// finds the request instead of an EAGAIN and a wake-up later. Never for
+// tcp: a client waiting for a server that speaks first would wait too.
+func (lp *l4loop) protocolChanged() {
+	v := 0
+	if l7LoopEnabled && lp.l.h.Load().protocol == ProtocolHTTP {
+		v = 1
+	}
+	lp.rc.Control(func(fd uintptr) { setsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, v) })
 }
 
 func (lp *l4loop) closeFDs() {
@@ -270,6 +287,7 @@ func (lp *l4loop) closeAll() int {
 		for c := range lp.conns {
 			lp.closeConn(c)
 		}
+		k += lp.closeAll7()
 		n <- k
 	}) {
 		return 0
@@ -283,6 +301,7 @@ func (lp *l4loop) stopAccept() {
 		close(lp.l.done)
 	}
 	lp.stopping = true
+	lp.drain7()
 }
 
 func (lp *l4loop) nowNS() int64 { return int64(time.Since(lp.base)) }
@@ -297,14 +316,18 @@ func (lp *l4loop) run() {
 	defer lp.l.wg.Done()
 	events := make([]unix.EpollEvent, l4MaxEvents)
 	for {
-		if lp.stopping && len(lp.conns) == 0 {
+		if lp.stopping && len(lp.conns) == 0 && len(lp.l7.clients) == 0 {
 			break
 		}
-		// Events first, with a raw syscall (no scheduler work); with
-		// none, park in Go's poller until the set has some or the next
-		// sweep is due.
-		n, err := epollPoll(lp.epfd, events)
-		if n == 0 && err == nil && (lp.nextSweep == 0 || lp.nowNS() < lp.nextSweep) {
+		// park polls the set first (a raw syscall, no scheduler work)
+		// and, with nothing there, waits in Go's poller until it has
+		// events or the next sweep is due. A sweep already due: poll
+		// only.
+		var n int
+		var err error
+		if lp.nextSweep != 0 && lp.nowNS() >= lp.nextSweep {
+			n, err = epollPoll(lp.epfd, events)
+		} else {
 			n, err = lp.park(events)
 		}
 		if err != nil && err != unix.EINTR {
@@ -322,6 +345,10 @@ func (lp *l4loop) run() {
 				lp.commands()
 			default:
 				s := &lp.slots[ev.Fd]
+				if s.x7 != nil && s.gen == ev.Pad {
+					lp.event7(s.x7, ev.Events)
+					continue
+				}
 				if s.end == nil || s.gen != ev.Pad {
 					continue // closed earlier in this batch
 				}
@@ -394,7 +421,9 @@ func (lp *l4loop) commands() {
 	}
 }
 
-func (lp *l4loop) addSlot(e *l4end) {
+// takeSlot returns a free slot (an epoll event's data names a slot and its
+// generation) with its generation moved on.
+func (lp *l4loop) takeSlot() (int32, *l4slot) {
 	var i int32
 	if k := len(lp.free); k > 0 {
 		i = lp.free[k-1]
@@ -405,7 +434,12 @@ func (lp *l4loop) addSlot(e *l4end) {
 	}
 	s := &lp.slots[i]
 	s.gen++
-	s.end = e
+	return i, s
+}
+
+func (lp *l4loop) addSlot(e *l4end) {
+	i, s := lp.takeSlot()
+	s.end, s.x7 = e, nil
 	e.slot, e.gen = i, s.gen
 }
 
@@ -417,10 +451,13 @@ func (lp *l4loop) dropSlot(e *l4end) {
 	}
 }
 
-// register adds a socket to the loop, edge-triggered, once.
+// l4Events: every socket is registered once, edge-triggered, for all.
+const l4Events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+// register adds a socket to the loop.
 func (lp *l4loop) register(e *l4end) error {
 	lp.addSlot(e)
-	if err := lp.ctlAdd(e.fd, e.slot, e.gen, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+	if err := lp.ctlAdd(e.fd, e.slot, e.gen, l4Events); err != nil {
 		lp.dropSlot(e)
 		return err
 	}
@@ -463,6 +500,10 @@ func (lp *l4loop) accept() {
 		l.met.active.Inc()
 		h := l.h.Load()
 		if h.protocol == ProtocolHTTP {
+			if l7LoopEnabled {
+				lp.accept7(fd)
+				continue
+			}
 			// Changed to http since the listener started: the
 			// net-package path serves it.
 			lp.handoff(fd)
@@ -1022,6 +1063,7 @@ func (lp *l4loop) sweep() {
 			}
 		}
 	}
+	lp.sweep7()
 }
 
 func recvNB(fd int, b []byte) (int, error) {

@@ -870,6 +870,34 @@ func TestL4LoopListenerChangedToHTTP(t *testing.T) {
 		return nil
 	})
 	echo(t, held, "still at L4")
+	// http: the kernel hands connections over with their request
+	// (TCP_DEFER_ACCEPT); back to tcp: at once again.
+	if l7LoopEnabled {
+		if v := deferAcceptOf(t, env.loopOf(addr)); v == 0 {
+			t.Errorf("TCP_DEFER_ACCEPT is off on the http listener")
+		}
+	}
+	env.upstream(Upstream{DestinationName: "api", LocalBindPort: port})
+	if v := deferAcceptOf(t, env.loopOf(addr)); v != 0 {
+		t.Errorf("TCP_DEFER_ACCEPT is %d on the tcp listener, want 0", v)
+	}
+	_, c := dialName(t, addr)
+	echo(t, c, "tcp again")
+	c.Close()
+}
+
+func deferAcceptOf(t *testing.T, lp *l4loop) int {
+	t.Helper()
+	if lp == nil {
+		t.Fatal("no loop")
+	}
+	var v int
+	var err error
+	lp.rc.Control(func(fd uintptr) { v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // blackhole is an address whose SYNs are dropped: a listening socket with

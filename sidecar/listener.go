@@ -89,10 +89,16 @@ func (l *listener) update(spec *listenerSpec, h *handler) {
 	l.spec = spec
 	old := l.h.Swap(h)
 	l.m.releaseHandlerLocked(old)
+	l.mu.Lock()
+	lp := l.loop
+	l.mu.Unlock()
+	if lp != nil {
+		lp.protocolChanged()
+	}
 }
 
 func (l *listener) serve() {
-	if l4LoopEnabled && l.h.Load().protocol != ProtocolHTTP {
+	if l4LoopEnabled && (l.h.Load().protocol != ProtocolHTTP || l7LoopEnabled) {
 		lp, err := startL4Loop(l)
 		if err == nil {
 			l.mu.Lock()
