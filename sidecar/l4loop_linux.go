@@ -52,6 +52,11 @@ var l4BulkMode = "splice"
 
 var l4BulkBuf = 256 << 10
 
+// l4HoldAck "on" holds back the ACK ending the upstream handshake to ride
+// on the client's first bytes (dialStart, releaseAck); a string, to be set
+// with -ldflags -X for comparisons.
+var l4HoldAck = "on"
+
 const l4PipeSize = 1 << 20
 
 const (
@@ -688,7 +693,7 @@ func (lp *l4loop) dialStart(c *l4conn, sa unix.Sockaddr) error {
 	// The ACK that ends the handshake is held back, to ride on the
 	// client's first bytes (HAProxy's tcp-smart-connect); releaseAck
 	// sends it on its own when there are none yet.
-	c.ackHeld = setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0) == nil
+	c.ackHeld = l4HoldAck == "on" && setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0) == nil
 	raw := toRawSockaddr(sa)
 	err = connectNB(fd, &raw)
 	if err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
