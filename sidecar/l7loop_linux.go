@@ -1088,16 +1088,32 @@ func (lp *l4loop) frame7(c *l7client, b []byte) (consumed, out int, done bool, e
 	return k, k, c.left == 0, nil
 }
 
+// moreFlag is MSG_MORE while the rest of a small Content-Length body is
+// still to come from the upstream (nginx, for one, sends the head and the
+// body in two segments): the kernel holds the partial segment until the
+// send that completes the body, and the client gets one segment, not two.
+// As HAProxy does by default (its option http-no-delay turns it off); only
+// for small, length-framed bodies here, never for chunked or until-EOF
+// ones, which may be streams whose pieces must not wait (the kernel would
+// hold a piece up to 200 ms).
+func (c *l7client) moreFlag() int {
+	if c.phase == ph7Body && !c.bodyDone && !c.chunked && !c.untilEOF && !c.ueof && c.left > 0 && c.left <= 64<<10 {
+		return unix.MSG_MORE
+	}
+	return 0
+}
+
 // flush7 sends what is pending to the client; false when it must wait (or
 // the client is gone: c.closed).
 func (lp *l4loop) flush7(c *l7client) bool {
+	more := c.moreFlag()
 	if c.wb != nil {
 		wb := *c.wb
 		for c.wOff < len(wb) {
 			if c.s.blocked {
 				return false
 			}
-			k, err := sendNB(c.s.fd, wb[c.wOff:])
+			k, err := sendFlagsNB(c.s.fd, wb[c.wOff:], more)
 			if err != nil {
 				if err == unix.EAGAIN {
 					c.s.blocked = true
@@ -1119,7 +1135,7 @@ func (lp *l4loop) flush7(c *l7client) bool {
 		if c.s.blocked {
 			return false
 		}
-		k, err := sendNB(c.s.fd, (*c.ub)[c.boff:c.bend])
+		k, err := sendFlagsNB(c.s.fd, (*c.ub)[c.boff:c.bend], more)
 		if err != nil {
 			if err == unix.EAGAIN {
 				c.s.blocked = true

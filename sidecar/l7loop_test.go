@@ -993,3 +993,69 @@ func TestL7LoopDrainOnDeregister(t *testing.T) {
 		return nil
 	})
 }
+
+// The rest of a small Content-Length body is waited for with MSG_MORE (the
+// client gets the head and the body in one segment), but a chunked body is
+// a stream: each piece reaches the client at once, however long the next
+// one takes.
+func TestL7LoopSplitResponses(t *testing.T) {
+	env, up := loopEnv(t)
+	release := make(chan struct{})
+	b := newFuncBackend(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			switch req.URL.Path {
+			case "/length":
+				// Head, then the body as a second segment.
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+				time.Sleep(20 * time.Millisecond)
+				fmt.Fprint(c, "hello")
+			case "/stream":
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+				<-release
+				fmt.Fprint(c, "4\r\nlast\r\n0\r\n\r\n")
+			}
+		}
+	})
+	env.src.set("api", entry("api", "api1", "n1", b))
+	addr := up(Upstream{DestinationName: "api", Protocol: "http"})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "GET /length HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "hello" {
+		t.Fatalf("/length: %q, %v", body, err)
+	}
+	fmt.Fprint(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	start := time.Now()
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first" {
+		t.Fatalf("/stream: first piece %q, %v", first, err)
+	}
+	// The kernel would hold a corked piece for 200 ms.
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Errorf("the first piece of a stream took %v", d)
+	}
+	close(release)
+	if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "last" {
+		t.Fatalf("/stream: rest %q, %v", rest, err)
+	}
+}
