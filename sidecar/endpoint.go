@@ -33,6 +33,10 @@ type endpoint struct {
 // tracked is a connection (or a pair) that draining may close.
 type tracked struct {
 	close func()
+	// idle, if set, is called when draining starts: it closes the
+	// connection if it is idle (an event loop's pooled upstream
+	// connection; the net path's pool is e.idle).
+	idle func()
 }
 
 func (e *endpoint) track(t *tracked) bool {
@@ -55,6 +59,12 @@ func (e *endpoint) drain(timeout time.Duration, gone func()) {
 	e.mu.Lock()
 	idle := e.idle
 	e.idle = nil
+	var idleHooks []func()
+	for t := range e.conns {
+		if t.idle != nil {
+			idleHooks = append(idleHooks, t.idle)
+		}
+	}
 	if e.drainTimer != nil {
 		e.drainTimer.Stop()
 	}
@@ -80,6 +90,9 @@ func (e *endpoint) drain(timeout time.Duration, gone func()) {
 	e.mu.Unlock()
 	for _, uc := range idle {
 		uc.close()
+	}
+	for _, f := range idleHooks {
+		f()
 	}
 }
 

@@ -716,7 +716,16 @@ func (lp *l4loop) connected7(u *l7up) {
 	cl := u.cl
 	cl.met.total.Inc()
 	cl.met.active.Inc()
-	u.t = &tracked{close: func() { lp.post(func() { lp.killUp7(u) }) }}
+	u.t = &tracked{
+		close: func() { lp.post(func() { lp.killUp7(u) }) },
+		idle: func() {
+			lp.post(func() {
+				if u.pooled {
+					lp.closeUp7(u)
+				}
+			})
+		},
+	}
 	u.e.track(u.t)
 }
 

@@ -958,7 +958,9 @@ func TestL7LoopConnectionLimitHandoff(t *testing.T) {
 // A deregistered instance: requests go to the other one, and the pooled
 // connections to the removed one are closed by the end of the drain.
 func TestL7LoopDrainOnDeregister(t *testing.T) {
-	env, up := l7Env(t, func(c *Config) { c.DrainTimeout = 300 * time.Millisecond })
+	// The drain time is long: idle pooled connections to a close when it
+	// starts, as the net path's do, not when it ends.
+	env, up := l7Env(t, func(c *Config) { c.DrainTimeout = time.Minute })
 	a, b := newHTTPBackend(t, "a"), newHTTPBackend(t, "b")
 	env.src.set("api", entry("api", "a", "n1", a.addr()), entry("api", "b", "n2", b.addr()))
 	addr, lp := up(Upstream{DestinationName: "api"})
@@ -974,6 +976,7 @@ func TestL7LoopDrainOnDeregister(t *testing.T) {
 	cl.mu.Lock()
 	ea := cl.all[a.addr()]
 	cl.mu.Unlock()
+	deregistered := time.Now()
 	env.src.set("api", entry("api", "b", "n2", b.addr()))
 	waitFor(t, "only b, and a's connections closed", func() error {
 		for i := 0; i < 4; i++ {
@@ -992,6 +995,10 @@ func TestL7LoopDrainOnDeregister(t *testing.T) {
 		}
 		return nil
 	})
+	// Not at the next sweep or use (seconds later).
+	if d := time.Since(deregistered); d > 2*time.Second {
+		t.Errorf("a's idle connections closed %v after it was deregistered", d)
+	}
 }
 
 // The rest of a small Content-Length body is waited for with MSG_MORE (the
