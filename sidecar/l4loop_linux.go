@@ -16,13 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The L4 event loop: one goroutine per tcp listener, on its own OS thread,
-// blocked in epoll_wait on an epoll instance of its own (not Go's netpoller)
-// over raw non-blocking sockets, the way HAProxy does it. Per connection:
+// The L4 event loop: one goroutine per listener (tcp, and http through
+// l7loop_linux.go) with an epoll instance of its own over raw non-blocking
+// sockets, the way HAProxy does it; with nothing to do it parks in Go's
+// poller, its epoll set registered there as a pollable file (park). Its
+// syscalls are raw: none goes through the scheduler. Per connection:
 // accept4 (TCP_NODELAY is inherited from the listening socket), socket,
-// setsockopt(TCP_NODELAY), connect, two epoll_ctl(ADD) (EPOLLIN|EPOLLOUT|
-// EPOLLRDHUP|EPOLLET, once per fd), then recv and send through a 16 KiB
-// buffer per direction, and close. A short read means the socket is drained
+// setsockopt(TCP_NODELAY, and TCP_QUICKACK 0 so that the handshake's last
+// ACK rides on the client's first bytes: releaseAck), connect, two
+// epoll_ctl(ADD) (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, once per fd), then
+// recv and send through a 16 KiB buffer per direction (the last data with
+// MSG_MORE when the end is known, so the FIN rides on it), and close. A short read means the socket is drained
 // (no read that finds EAGAIN), and EPOLLRDHUP with a short read means EOF
 // (no read that returns 0). Connect failures are seen as EPOLLERR/EPOLLHUP;
 // the error itself (SO_ERROR) is read only then, for the log.
