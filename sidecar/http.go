@@ -100,7 +100,7 @@ func (c *cluster) putConn(uc *upConn) {
 	e.mu.Unlock()
 }
 
-func (l *listener) serveHTTP(cc *clientConn) { l.serveHTTPFrom(cc, nil) }
+func (l *listener) serveHTTP(cc *clientConn) { l.serveHTTPFrom(cc, nil, false) }
 
 // prefixReader reads prefix, then r.
 type prefixReader struct {
@@ -118,8 +118,9 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 }
 
 // serveHTTPFrom serves a connection of which prefix was read already (by
-// the L7 event loop, which hands over what it does not serve).
-func (l *listener) serveHTTPFrom(cc *clientConn, prefix []byte) {
+// the L7 event loop, which hands over what it does not serve); counted says
+// the loop has counted the first request's head in the listener's bytes in.
+func (l *listener) serveHTTPFrom(cc *clientConn, prefix []byte, counted bool) {
 	s := httpConnPool.Get().(*httpConn)
 	if len(prefix) > 0 {
 		if len(prefix) > s.br.Size() {
@@ -177,7 +178,11 @@ func (l *listener) serveHTTPFrom(cc *clientConn, prefix []byte) {
 			}
 			return
 		}
-		l.met.bytesIn.Add(float64(s.req.raw))
+		if counted {
+			counted = false
+		} else {
+			l.met.bytesIn.Add(float64(s.req.raw))
+		}
 		r := h.match(&s.req)
 		if r == nil {
 			l.met.bytesOut.Add(float64(writeError(s.bw, 404, "no route matches this request", s.req.close || s.req.hasBody(), s.req.isHead())))

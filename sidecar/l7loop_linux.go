@@ -100,6 +100,7 @@ type l7client struct {
 	closed     bool
 	eof        bool  // the client's side has ended
 	lastActive int64 // the start of the wait for a request
+	inCounted  bool  // the current request's head is in the listener's bytes in
 
 	in          *[]byte // bytes from the client: in[inOff:inN]
 	inOff, inN  int
@@ -317,6 +318,7 @@ func (c *l7client) wbuf() []byte {
 // readReq7 reads and parses the next request; it reports whether the
 // state changed.
 func (lp *l4loop) readReq7(c *l7client) bool {
+	c.inCounted = false // a new request: nothing of it counted yet
 	for {
 		if c.inN > c.inOff {
 			in := (*c.in)[c.inOff:c.inN]
@@ -405,6 +407,7 @@ func (lp *l4loop) readReq7(c *l7client) bool {
 func (lp *l4loop) dispatch7(c *l7client, headLen int) {
 	l := lp.l
 	req := &c.req
+	c.inCounted = false
 	if req.chunked || req.expect || req.upgrade {
 		lp.handoff7(c)
 		return
@@ -454,6 +457,7 @@ func (lp *l4loop) dispatch7(c *l7client, headLen int) {
 		return
 	}
 	l.met.bytesIn.Add(float64(req.raw))
+	c.inCounted = true
 	cl.requests.Add(1)
 	c.counted, c.acquired = true, true
 	if st.balancer == BalancerHash {
@@ -1275,6 +1279,8 @@ func (lp *l4loop) close7(c *l7client) {
 // read from it and not served.
 func (lp *l4loop) handoff7(c *l7client) {
 	lp.l7.handoffs++
+	counted := c.inCounted // dispatch7 counted the head's bytes
+	c.inCounted = false
 	var prefix []byte
 	if c.inN > c.inOff {
 		prefix = append([]byte(nil), (*c.in)[c.inOff:c.inN]...)
@@ -1305,14 +1311,14 @@ func (lp *l4loop) handoff7(c *l7client) {
 	l.conns[cc] = struct{}{}
 	l.wg.Add(1)
 	l.mu.Unlock()
-	go l.handleFrom(cc, prefix)
+	go l.handleFrom(cc, prefix, counted)
 	if lp.stopping && len(lp.l7.clients) == 0 {
 		lp.closePool7()
 	}
 }
 
 // handleFrom is handle for a connection the loop hands over.
-func (l *listener) handleFrom(cc *clientConn, prefix []byte) {
+func (l *listener) handleFrom(cc *clientConn, prefix []byte, counted bool) {
 	defer func() {
 		cc.c.Close()
 		l.mu.Lock()
@@ -1321,7 +1327,7 @@ func (l *listener) handleFrom(cc *clientConn, prefix []byte) {
 		l.met.active.Dec()
 		l.wg.Done()
 	}()
-	l.serveHTTPFrom(cc, prefix)
+	l.serveHTTPFrom(cc, prefix, counted)
 }
 
 func (lp *l4loop) closePool7() {

@@ -1066,3 +1066,37 @@ func TestL7LoopSplitResponses(t *testing.T) {
 		t.Fatalf("/stream: rest %q, %v", rest, err)
 	}
 }
+
+// An instance addressed by host name: the loop hands the request to the
+// goroutine path (which resolves names) after counting its head, which the
+// goroutine path must not count again.
+func TestL7LoopHostNameInstanceCountedOnce(t *testing.T) {
+	env, up := l7Env(t)
+	a := newHTTPBackend(t, "a")
+	_, port, _ := net.SplitHostPort(a.addr())
+	env.src.set("api", entry("api", "a", "n1", net.JoinHostPort("localhost", port)))
+	addr, lp := up(Upstream{DestinationName: "api"})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
+	fmt.Fprint(c, req)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "a" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if s := l7statsOf(t, lp); s.handoffs != 1 {
+		t.Fatalf("stats %+v: want the request handed off", s)
+	}
+	lm := env.m.metrics.listener("app-sidecar-proxy/api")
+	if in := counter(t, lm.bytesIn); in != float64(len(req)) {
+		t.Errorf("bytes in %v, want %d (the head once)", in, len(req))
+	}
+}
