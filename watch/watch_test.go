@@ -272,6 +272,24 @@ func TestWatchAgainstAgent(t *testing.T) {
 	})
 
 	t.Run("services and nodes", func(t *testing.T) {
+		// The server registers its own "consul" service in the catalog
+		// a moment after it leads: wait for it, or it comes as one
+		// more change (a CI run saw a third handler run).
+		testutil.WaitFor(t, 20*time.Second, "the consul service in the catalog", func() error {
+			resp, err := http.Get("http://" + addr + "/v1/catalog/services")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var m map[string][]string
+			if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+				return err
+			}
+			if _, ok := m["consul"]; !ok {
+				return fmt.Errorf("services %v", m)
+			}
+			return nil
+		})
 		rec, args := newRecorder(t)
 		start(t, Plan{Type: TypeServices}, &ScriptHandler{Args: args})
 		rec.waitRuns(t, 1, func(string) error { return nil })
