@@ -279,7 +279,7 @@ func TestL4LoopParkNoLostWakeup(t *testing.T) {
 func tcpMemMax(t *testing.T, name string) int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
 	if err != nil {
-		t.Skipf("no %s: %v", name, err)
+		t.Skipf("no /proc/sys/net/ipv4/%s (a Linux /proc is needed for the TCP buffer bound): %v", name, err)
 	}
 	f := strings.Fields(string(b))
 	n, err := strconv.Atoi(f[len(f)-1])

@@ -796,13 +796,6 @@ func (lp *l4loop) takeIdle7(e *endpoint, needAlive bool) *l7up {
 	return nil
 }
 
-// fdAlive checks that an idle connection is open (nothing to read, no EOF).
-func fdAlive(fd int) bool {
-	var b [1]byte
-	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	return e == unix.EAGAIN
-}
-
 func (lp *l4loop) putUp7(u *l7up) {
 	e := u.e
 	list := lp.l7.pool[e]
@@ -829,23 +822,14 @@ func (lp *l4loop) exchange7(c *l7client) bool {
 			return false
 		case ph7Send:
 			wb := *c.wb
-			for c.wOff < len(wb) {
-				if u.s.blocked {
-					return false
-				}
-				k, err := sendNB(u.s.fd, wb[c.wOff:])
-				if err != nil {
-					if err == unix.EAGAIN {
-						u.s.blocked = true
-						return false
-					}
-					if err == unix.EINTR {
-						continue
-					}
-					lp.noResponse7(c, "sending the request to "+u.e.id+" failed")
-					return true
-				}
-				c.wOff += k
+			k, err := sendAll7(&u.s, wb[c.wOff:], 0)
+			c.wOff += k
+			if err != nil {
+				lp.noResponse7(c, "sending the request to "+u.e.id+" failed")
+				return true
+			}
+			if c.wOff < len(wb) {
+				return false
 			}
 			*c.wb = wb[:0]
 			c.wOff = 0
@@ -1122,49 +1106,56 @@ func (lp *l4loop) flush7(c *l7client) bool {
 	more := c.moreFlag()
 	if c.wb != nil {
 		wb := *c.wb
-		for c.wOff < len(wb) {
-			if c.s.blocked {
-				return false
-			}
-			k, err := sendFlagsNB(c.s.fd, wb[c.wOff:], more)
-			if err != nil {
-				if err == unix.EAGAIN {
-					c.s.blocked = true
-					return false
-				}
-				if err == unix.EINTR {
-					continue
-				}
-				lp.close7(c)
-				return false
-			}
-			c.wOff += k
+		k, err := sendAll7(&c.s, wb[c.wOff:], more)
+		c.wOff += k
+		if k > 0 {
 			c.progress = lp.now
+		}
+		if err != nil {
+			lp.close7(c)
+			return false
+		}
+		if c.wOff < len(wb) {
+			return false
 		}
 		*c.wb = wb[:0]
 		c.wOff = 0
 	}
-	for c.boff < c.bend {
-		if c.s.blocked {
-			return false
+	if c.boff < c.bend {
+		k, err := sendAll7(&c.s, (*c.ub)[c.boff:c.bend], more)
+		c.boff += k
+		if k > 0 {
+			c.progress = lp.now
 		}
-		k, err := sendFlagsNB(c.s.fd, (*c.ub)[c.boff:c.bend], more)
 		if err != nil {
-			if err == unix.EAGAIN {
-				c.s.blocked = true
-				return false
-			}
-			if err == unix.EINTR {
-				continue
-			}
 			lp.close7(c)
 			return false
 		}
-		c.boff += k
-		c.progress = lp.now
+		if c.boff < c.bend {
+			return false
+		}
 	}
 	c.boff, c.bend = 0, 0
 	return true
+}
+
+// sendAll7 sends b until it is all sent, the socket is blocked (EAGAIN:
+// s.blocked set) or an error; it returns the bytes sent.
+func sendAll7(s *l7sock, b []byte, flags int) (int, error) {
+	n := 0
+	for n < len(b) && !s.blocked {
+		k, err := sendFlagsNB(s.fd, b[n:], flags)
+		switch err {
+		case nil:
+			n += k
+		case unix.EINTR:
+		case unix.EAGAIN:
+			s.blocked = true
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // finish7 ends an exchange whose response was read (or broke off).

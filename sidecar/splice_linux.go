@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,10 +41,13 @@ func connAlive(c *net.TCPConn) bool {
 		return false
 	}
 	alive := false
-	var b [1]byte
-	rc.Control(func(fd uintptr) {
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		alive = err == unix.EAGAIN
-	})
+	rc.Control(func(fd uintptr) { alive = fdAlive(int(fd)) })
 	return alive
+}
+
+// fdAlive checks that an idle connection is open (nothing to read, no EOF).
+func fdAlive(fd int) bool {
+	var b [1]byte
+	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return e == unix.EAGAIN
 }
