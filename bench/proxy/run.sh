@@ -37,7 +37,7 @@ done
 
 B1=$((BASE + 101)); B2=$((BASE + 102))
 OURS4=$((BASE + 1)); OURS7=$((BASE + 2))
-HA4=$((BASE + 11)); HA7=$((BASE + 12))
+HA4=$((BASE + 11)); HA7=$((BASE + 12)); HA4S=$((BASE + 13))
 CADDY=$((BASE + 21))
 
 need=()
@@ -149,6 +149,13 @@ backend bk_tcp
 	balance roundrobin
 	server s1 127.0.0.1:$B1
 	server s2 127.0.0.1:$B2
+# The stream's second HAProxy peer: tcp mode with Linux splice, as our L4 path moves bulk data.
+frontend ft_tcp_splice
+	bind 127.0.0.1:$HA4S
+	mode tcp
+	option splice-request
+	option splice-response
+	default_backend bk_tcp
 frontend ft_http
 	bind 127.0.0.1:$HA7
 	mode http
@@ -259,11 +266,15 @@ for r in $(seq "$STREAMS"); do
 	stream stream-direct $B1 0
 	stream stream-ours-l4 $OURS4 $ours_pid
 	stream stream-haproxy-tcp $HA4 $ha_pid
+	stream stream-haproxy-splice $HA4S $ha_pid
 done
 col() { awk -v c="${2:-1}" '{ print $c }' "$out/$1.txt"; }
 med() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m }'; }
 median_ratio() { # median over rounds of (round's A ÷ round's B), column $3 (default 1)
 	paste <(col "$1" "${3:-1}") <(col "$2" "${3:-1}") | awk '$2 > 0 { print $1 / $2 }' | med
+}
+pair_range() { # lowest and highest of the rounds' A ÷ B
+	paste <(col "$1") <(col "$2") | awk '$2 > 0 { print $1 / $2 }' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f – %.2f", lo, hi }'
 }
 medval() { col "$1" "${2:-1}" | med | awk '{ printf "%.0f", $1 }'; }
 median() { sort -g "$out/$1.txt" | awk '{ v[NR] = $1 } END { printf "%.0f", ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1048576 }'; }
@@ -294,8 +305,11 @@ echo "| L7 p99 µs | $O7p | HAProxy http $H7p | | |"
 echo "| new connection per request, L4, req/s | $O4C | HAProxy tcp $H4C | $(median_ratio ours-l4-close haproxy-tcp-close) | ≥ 1.0 |"
 echo "| new connection per request, L7, req/s | $O7C | HAProxy http $H7C | $(median_ratio ours-l7-close haproxy-http-close) | ≥ 1.0 |"
 echo "| 1 GiB stream via L4, MiB/s (median of $STREAMS; ratio: median of back-to-back pairs) | $(median stream-ours-l4) | direct $(median stream-direct) | $(median_ratio stream-ours-l4 stream-direct) | ≥ 0.9 |"
+echo "| 1 GiB stream, pairs' ratios ours ÷ direct, lowest – highest | $(pair_range stream-ours-l4 stream-direct) | | | |"
+echo "| 1 GiB stream, HAProxy tcp with splice ÷ direct (the same pairs' median) | | $(median_ratio stream-haproxy-splice stream-direct) | | |"
 echo "| 1 GiB stream via L4, MiB/s | $(median stream-ours-l4) | HAProxy tcp $(median stream-haproxy-tcp) | $(median_ratio stream-ours-l4 stream-haproxy-tcp) | |"
-echo "| 1 GiB stream via L4, proxy CPU seconds per GiB | $(col stream-ours-l4 2 | med) | HAProxy tcp $(col stream-haproxy-tcp 2 | med) | | |"
+echo "| 1 GiB stream via L4, MiB/s | $(median stream-ours-l4) | HAProxy tcp with splice $(median stream-haproxy-splice) | $(median_ratio stream-ours-l4 stream-haproxy-splice) | |"
+echo "| 1 GiB stream via L4, proxy CPU seconds per GiB | $(col stream-ours-l4 2 | med) | HAProxy tcp $(col stream-haproxy-tcp 2 | med), with splice $(col stream-haproxy-splice 2 | med) | | |"
 echo "| our ($OURS) RSS under that load, MiB (peak sample / VmHWM) | $((rss_kb / 1024)) / $((hwm_kb / 1024)) | | | ≤ 30 |"
 echo
 echo "Proxy CPU time per request (utime+stime of the proxy process over a run ÷ requests; median of the rounds; lower is better),"
