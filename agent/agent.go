@@ -234,7 +234,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Agent, err 
 		Agent:            a,
 		Status:           status,
 		Router:           a,
-		ForwardTransport: rpcmux.HTTPTransport(),
+		ForwardTransport: rpcmux.NewTransport(),
 		Registry:         a.reg,
 		Logger:           logger.With("component", "http"),
 	}
@@ -414,14 +414,15 @@ func (a *Agent) Route(r *http.Request, mode httpapi.RouteMode) (string, error) {
 	return a.liveServer()
 }
 
-// CurrentLeader implements httpapi.LeaderTracker: on a server, the
-// leader's server address as Raft knows it now; "" on client agents.
-func (a *Agent) CurrentLeader() string {
+// LeaderContext implements httpapi.LeaderTracker: on a server, the
+// leader's server address as Raft last knew it and a context that ends
+// when another leader is known; on client agents "" and a context that
+// never ends.
+func (a *Agent) LeaderContext() (string, context.Context) {
 	if a.server == nil {
-		return ""
+		return "", context.Background()
 	}
-	addr, _ := a.server.store.Leader()
-	return addr
+	return a.server.store.LeaderContext()
 }
 
 // liveServer picks the server port of a live server of our datacenter, in

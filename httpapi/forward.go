@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -117,9 +118,10 @@ const DefaultForwardTimeout = 10 * time.Second
 // the request is in flight is abandoned at once (its outcome is unknown),
 // rather than waiting for the forward timeout.
 type LeaderTracker interface {
-	// CurrentLeader is the server address of the leader, or "" when there
-	// is none right now.
-	CurrentLeader() string
+	// LeaderContext returns the server address of the leader last known
+	// ("" when none has been) and a context that ends as soon as another
+	// leader is known.
+	LeaderContext() (string, context.Context)
 }
 
 // isBlocking reports whether r may legitimately wait for long: a blocking
@@ -173,8 +175,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 				pr.Out.Header.Set(hopsHeader, strconv.Itoa(hops))
 				pr.Out.Host = target
 			},
-			Transport:     s.cfg.ForwardTransport,
-			FlushInterval: -1,
+			Transport:  s.cfg.ForwardTransport,
+			BufferPool: forwardBufs,
+			// FlushInterval 0: a response of known length goes out in
+			// one write when it is whole; ReverseProxy flushes every
+			// write of one of unknown length (streamed, chunked) by
+			// itself. -1 had cost two or three writes per answer.
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				var op *net.OpError
 				if errors.As(err, &op) && op.Op == "dial" && replayable && attempt < attempts {
@@ -221,6 +227,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, target string, 
 	}
 }
 
+// forwardBufs are ReverseProxy's copy buffers: without a pool it makes a
+// 32 KiB one for every forwarded request.
+var forwardBufs httputil.BufferPool = &bufPool{sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufPool) Put(s []byte) { b.p.Put(&s) }
+
 var (
 	errLeaderChanged  = errors.New("leader changed")
 	errForwardTimeout = errors.New("forward timed out")
@@ -233,27 +248,12 @@ func (s *Server) forwardContext(r *http.Request, target string, mode RouteMode) 
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	timer := time.AfterFunc(s.cfg.ForwardTimeout, func() { cancel(errForwardTimeout) })
-	stop := func() {}
-	if lt, ok := s.cfg.Router.(LeaderTracker); ok && mode == RouteLeader && lt.CurrentLeader() == target {
-		done := make(chan struct{})
-		go func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if cur := lt.CurrentLeader(); cur != "" && cur != target {
-						cancel(errLeaderChanged)
-						return
-					}
-				}
-			}
-		}()
-		stop = func() { close(done) }
+	stop := func() bool { return false }
+	if lt, ok := s.cfg.Router.(LeaderTracker); ok && mode == RouteLeader {
+		// No goroutine per request: the leader's context calls back.
+		if leader, lctx := lt.LeaderContext(); leader == target {
+			stop = context.AfterFunc(lctx, func() { cancel(errLeaderChanged) })
+		}
 	}
 	return ctx, func() {
 		timer.Stop()

@@ -1,11 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -41,13 +41,40 @@ func blackHole(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// leaderRouter routes leader-bound requests to leader(), and tracks it.
-type leaderRouter struct{ leader atomic.Value }
+// leaderRouter routes leader-bound requests to its leader, and tracks it
+// as a server's Store does: setLeader ends the context of the last one.
+type leaderRouter struct {
+	mu     sync.Mutex
+	leader string
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newLeaderRouter(leader string) *leaderRouter {
+	l := &leaderRouter{leader: leader}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+func (l *leaderRouter) setLeader(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cancel()
+	l.leader = addr
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+}
 
 func (l *leaderRouter) Route(*http.Request, RouteMode) (string, error) {
-	return l.leader.Load().(string), nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leader, nil
 }
-func (l *leaderRouter) CurrentLeader() string { return l.leader.Load().(string) }
+
+func (l *leaderRouter) LeaderContext() (string, context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leader, l.ctx
+}
 
 // A write forwarded to a server that never answers ends with a 504 saying
 // its outcome is unknown, after ForwardTimeout; a blocking query is not
@@ -84,8 +111,7 @@ func TestForwardTimeout(t *testing.T) {
 func TestForwardLeaderChanged(t *testing.T) {
 	t.Parallel()
 	hole := blackHole(t)
-	lr := &leaderRouter{}
-	lr.leader.Store(hole)
+	lr := newLeaderRouter(hole)
 	e := startKV(t, nil, func(c *Config) {
 		c.Router = lr
 		c.ForwardTransport = &http.Transport{}
@@ -93,7 +119,7 @@ func TestForwardLeaderChanged(t *testing.T) {
 	})
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		lr.leader.Store("127.0.0.1:1")
+		lr.setLeader("127.0.0.1:1")
 	}()
 	start := time.Now()
 	code, body, _ := call(t, "PUT", e.base+"/v1/kv/a", strings.NewReader("x"))

@@ -565,3 +565,47 @@ func TestMembership(t *testing.T) {
 		return err == nil && len(servers) == 2
 	})
 }
+
+// LeaderContext names the leader on every server, and its context ends on
+// each of them when another leader is elected (here: the leader stops).
+func TestLeaderContext(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{})
+	old := c.leader()
+	type seen struct {
+		s   *Store
+		ctx context.Context
+	}
+	var views []seen
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range c.live() {
+		for {
+			addr, ctx := s.LeaderContext()
+			if addr == old.Addr() {
+				if ctx.Err() != nil {
+					t.Fatalf("%s: the context of the current leader has ended", s.ID())
+				}
+				views = append(views, seen{s, ctx})
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: LeaderContext names %q, want the leader %s", s.ID(), addr, old.Addr())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	c.stop(c.index(old))
+	l := c.leader()
+	for _, v := range views {
+		if v.s == old {
+			continue
+		}
+		select {
+		case <-v.ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the old leader's context did not end after %s was elected", v.s.ID(), l.ID())
+		}
+		if addr, ctx := v.s.LeaderContext(); addr != l.Addr() || ctx.Err() != nil {
+			t.Errorf("%s: LeaderContext after the election: %q (ended: %v), want %s and a live context", v.s.ID(), addr, ctx.Err(), l.Addr())
+		}
+	}
+}

@@ -52,6 +52,13 @@ type Store struct {
 
 	verifier verifier
 	timers   sessionTimers
+
+	// The leader last known (never "") and a context that ends when
+	// another is known, guarded by ldMu; see LeaderContext.
+	ldMu     sync.Mutex
+	ldAddr   string
+	ldCtx    context.Context
+	ldCancel context.CancelFunc
 }
 
 // NotLeaderError is returned (wrapped) by leader-only methods on a
@@ -179,9 +186,53 @@ func New(cfg Config) (*Store, error) {
 		_ = s.Shutdown()
 		return nil, err
 	}
-	s.wg.Add(1)
+	s.ldCtx, s.ldCancel = context.WithCancel(context.Background())
+	obs := make(chan raft.Observation, 64)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	s.wg.Add(2)
 	go s.monitorLeadership()
+	go s.followLeader(obs)
 	return s, nil
+}
+
+// LeaderContext returns the Raft address of the leader last known ("" when
+// none has been yet) and a context that ends as soon as another leader is
+// known. A request forwarded to that leader is abandoned when it ends: its
+// outcome is unknown, and waiting longer helps nobody. An election alone
+// (no leader for a while) does not end it; the same leader re-elected
+// neither.
+func (s *Store) LeaderContext() (string, context.Context) {
+	s.ldMu.Lock()
+	defer s.ldMu.Unlock()
+	return s.ldAddr, s.ldCtx
+}
+
+// followLeader keeps LeaderContext current from Raft's leader
+// observations. The observer drops observations when obs is full, so a
+// slow tick re-reads the leader as well.
+func (s *Store) followLeader(obs chan raft.Observation) {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-obs:
+		case <-tick.C:
+		case <-s.shutdownCh:
+			return
+		}
+		addr, _ := s.Leader()
+		s.ldMu.Lock()
+		if addr != "" && addr != s.ldAddr {
+			s.ldCancel()
+			s.ldAddr = addr
+			s.ldCtx, s.ldCancel = context.WithCancel(context.Background())
+		}
+		s.ldMu.Unlock()
+	}
 }
 
 // State returns the local state store, for stale reads and blocking
