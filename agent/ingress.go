@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outrigger/outrigger/sidecar"
+	"github.com/outrigger/outrigger/watch"
 )
 
 // An ingress agent (ingress_name, -ingress NAME) serves the ingress
@@ -88,74 +90,75 @@ func (a *Agent) startIngress(ctx context.Context) {
 	go a.ingressLoop(ctx)
 }
 
-// ingressLoop follows the K/V key with blocking queries and applies each
-// valid configuration; an invalid one is logged and counted, and the last
-// good one keeps serving.
+// ingressLoop stores the configuration file's ingress in K/V when the key
+// is absent, then follows the key (watch.Follow: blocking queries through
+// this agent's API) and applies each valid configuration; an invalid one
+// is logged and counted, and the last good one keeps serving.
 func (a *Agent) ingressLoop(ctx context.Context) {
 	in := a.ingress
 	key := IngressKeyPrefix + in.name
 	log := a.log.With("component", "ingress", "name", in.name)
-	seeded := in.seed == nil
-	last := in.seed
-	var index uint64
-	backoff := 250 * time.Millisecond
-	fail := func(err error) {
-		log.Debug("reading the ingress configuration", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+	client, err := watch.NewClient(a.selfHTTPAddr())
+	if err != nil {
+		log.Error("cannot follow the ingress configuration in K/V", "err", err)
+		return
 	}
-	for ctx.Err() == nil {
-		if !seeded {
-			created, err := a.selfKV(ctx, http.MethodPut, key, "cas=0", in.seed)
-			if err != nil {
-				fail(err)
-				continue
-			}
-			seeded = true
-			if string(bytes.TrimSpace(created)) == "true" {
-				log.Info("stored the configuration file's ingress in K/V", "key", key)
-			}
-		}
-		val, idx, found, err := a.kvBlockingGet(ctx, key, index)
-		if err != nil {
-			fail(err)
-			continue
-		}
-		backoff = 250 * time.Millisecond
-		if idx < index {
-			idx = 0 // the index went back (a restored snapshot): start over
-		}
-		index = idx
-		if !found {
+	if in.seed != nil && !a.seedIngress(ctx, log, key) {
+		return
+	}
+	last := in.seed
+	q := watch.Query{Path: "/v1/kv/" + key, Params: url.Values{"raw": {""}}}
+	opts := watch.Options{MinBackoff: 250 * time.Millisecond, MaxBackoff: 10 * time.Second, Logger: log}
+	_ = watch.Follow(ctx, client, q, opts, func(res watch.Result) {
+		switch {
+		case !res.Found:
 			if last != nil {
 				log.Info("ingress configuration removed from K/V; closing the ingress listeners", "key", key)
 				a.applyIngressLogged(ctx, log, nil)
 				last = nil
 			}
-			continue
+			return
+		case bytes.Equal(res.Body, last):
+			return
 		}
-		if bytes.Equal(val, last) {
-			continue
-		}
-		cfg, err := sidecar.ParseIngressConfig(val)
+		cfg, err := sidecar.ParseIngressConfig(res.Body)
 		if err != nil {
 			in.errors.Inc()
 			log.Error("invalid ingress configuration in K/V; the last good one stays", "key", key, "err", err)
-			continue
+			return
 		}
 		if a.applyIngressLogged(ctx, log, cfg) {
-			last = val
+			last = res.Body
 		}
+	})
+}
+
+// seedIngress stores the file's configuration under key unless the key
+// exists (?cas=0), retrying with back-off until it is done; false when ctx
+// ended first.
+func (a *Agent) seedIngress(ctx context.Context, log *slog.Logger, key string) bool {
+	backoff := 250 * time.Millisecond
+	for {
+		created, err := a.selfKV(ctx, http.MethodPut, key, "cas=0", a.ingress.seed)
+		if err == nil {
+			if string(bytes.TrimSpace(created)) == "true" {
+				log.Info("stored the configuration file's ingress in K/V", "key", key)
+			}
+			return true
+		}
+		log.Debug("storing the ingress configuration", "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
-func (a *Agent) applyIngressLogged(ctx context.Context, log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}, cfg *sidecar.IngressConfig) bool {
+func (a *Agent) applyIngressLogged(ctx context.Context, log *slog.Logger, cfg *sidecar.IngressConfig) bool {
 	actx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	if err := a.proxy.ApplyIngress(actx, cfg); err != nil {
@@ -212,33 +215,6 @@ type kvStatusError struct {
 }
 
 func (e *kvStatusError) Error() string { return fmt.Sprintf("K/V: %d %s", e.code, e.msg) }
-
-// kvBlockingGet waits (up to five minutes) for key to change past index.
-func (a *Agent) kvBlockingGet(ctx context.Context, key string, index uint64) (val []byte, idx uint64, found bool, err error) {
-	u := a.selfURL() + "/v1/kv/" + key + "?raw&wait=5m&index=" + strconv.FormatUint(index, 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, 0, false, err
-	}
-	resp, err := selfClient.Do(req)
-	if err != nil {
-		return nil, 0, false, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxIngressBody+1))
-	if err != nil {
-		return nil, 0, false, err
-	}
-	idx, _ = strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return b, idx, true, nil
-	case http.StatusNotFound:
-		return nil, idx, false, nil
-	default:
-		return nil, 0, false, &kvStatusError{code: resp.StatusCode, msg: string(bytes.TrimSpace(b))}
-	}
-}
 
 // The API: GET returns the stored configuration, PUT validates and stores
 // one (?cas as in /v1/kv), DELETE removes it.

@@ -328,6 +328,58 @@ func TestIngressFollowsAPI(t *testing.T) {
 		return nil
 	})
 	t.Logf("FIGURE ingress: a route change through the API served after %v", time.Since(changedAt).Round(time.Millisecond))
+
+	// An invalid configuration written to K/V directly (the API would
+	// refuse it) is counted, and the last good one keeps serving.
+	metric := func() (float64, error) {
+		resp, err := http.Get("http://" + edge.HTTPAddr() + "/v1/agent/metrics?format=prometheus")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "outrigger_ingress_config_errors_total "); ok {
+				return strconv.ParseFloat(v, 64)
+			}
+		}
+		return 0, fmt.Errorf("no outrigger_ingress_config_errors_total")
+	}
+	before, err := metric()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(t, edge).KV().Put(&consul.KVPair{Key: "outrigger/ingress/edge", Value: []byte(`{"listeners": "nope"}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the invalid configuration counted", func() error {
+		if n, err := metric(); err != nil || n <= before {
+			return fmt.Errorf("errors %v (before %v), %v", n, before, err)
+		}
+		return nil
+	})
+	if got, err := get("other.example", "/"); err != nil || got != "green-1" {
+		t.Errorf("after an invalid configuration in K/V: %q, %v; want the last good routes serving", got, err)
+	}
+
+	// DELETE removes the configuration: the ingress closes its listeners.
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+edge.HTTPAddr()+"/v1/outrigger/ingress/edge", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("DELETE ingress: %d", resp.StatusCode)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the ingress listener closed", func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("port %d still accepts connections", port)
+		}
+		return nil
+	})
 	if !edge.Running() {
 		t.Fatal("the ingress agent stopped")
 	}
