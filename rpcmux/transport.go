@@ -43,6 +43,10 @@ type Transport struct {
 	closed bool
 }
 
+// inlineBody is the largest request body written before the answer is
+// waited for, rather than by a goroutine beside it.
+const inlineBody = 64 << 10
+
 // NewTransport returns a Transport with the defaults.
 func NewTransport() *Transport { return &Transport{} }
 
@@ -220,17 +224,40 @@ func (t *Transport) roundTrip(pc *pconn, addr string, req *http.Request, reused 
 		}
 		return nil, err
 	}
-	// Write closes req.Body.
-	if err := req.Write(pc.bw); err != nil {
-		return fail(err, false)
+	write := func() error {
+		// Write closes req.Body.
+		if err := req.Write(pc.bw); err != nil {
+			return err
+		}
+		return pc.bw.Flush()
 	}
-	if err := pc.bw.Flush(); err != nil {
+	// A large body, or one of unknown length, is written by a goroutine
+	// while this one waits for the answer: a server may answer before it
+	// has read it all (a 413) and close, and the answer must win over the
+	// write's error, as with http.Transport. A small one fits the socket
+	// buffers and is written here.
+	var written chan error
+	if req.Body != nil && req.Body != http.NoBody && (req.ContentLength < 0 || req.ContentLength > inlineBody) {
+		written = make(chan error, 1)
+		go func() { written <- write() }()
+	} else if err := write(); err != nil {
 		return fail(err, false)
 	}
 	var resp *http.Response
 	for {
 		var err error
 		if _, err = pc.br.Peek(1); err != nil {
+			if written != nil {
+				// The write's error, when it has one already, says
+				// more; fail's close ends a write still going.
+				select {
+				case werr := <-written:
+					if werr != nil {
+						err = werr
+					}
+				default:
+				}
+			}
 			return fail(err, false)
 		}
 		resp, err = http.ReadResponse(pc.br, req)
@@ -244,7 +271,7 @@ func (t *Transport) roundTrip(pc *pconn, addr string, req *http.Request, reused 
 		}
 		break
 	}
-	resp.Body = &body{t: t, pc: pc, addr: addr, rc: resp.Body, stop: stop,
+	resp.Body = &body{t: t, pc: pc, addr: addr, rc: resp.Body, stop: stop, written: written,
 		reuse: !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols}
 	return resp, nil
 }
@@ -258,6 +285,9 @@ type body struct {
 	rc    io.ReadCloser
 	stop  func() bool
 	reuse bool
+	// written, when the request body is written by a goroutine, gives
+	// its result: the connection is reused only after a whole write.
+	written chan error
 
 	mu   sync.Mutex
 	done bool
@@ -293,8 +323,24 @@ func (b *body) finish(eof bool) {
 	// stop false: the context ended and poisoned the connection's
 	// deadline. Bytes past the body: the connection is out of step.
 	if b.stop() && eof && b.reuse && b.pc.br.Buffered() == 0 {
-		b.t.putIdle(b.addr, b.pc)
-		return
+		// The answer came whole. The body's writer has finished, or is
+		// about to, when the server read it all first; one still
+		// writing after a moment (an early answer) would hold the
+		// connection for long: close it then.
+		if b.written == nil {
+			b.t.putIdle(b.addr, b.pc)
+			return
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case err := <-b.written:
+			if err == nil {
+				b.t.putIdle(b.addr, b.pc)
+				return
+			}
+		case <-t.C:
+		}
 	}
 	b.pc.c.Close()
 }

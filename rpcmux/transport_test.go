@@ -288,3 +288,66 @@ func TestTransportUnderReverseProxy(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A server that answers before it has read a large request body (a 413,
+// say) and closes: the answer reaches the caller, not the error of the
+// body's write.
+func TestTransportEarlyAnswerToLargeBody(t *testing.T) {
+	addr, _, _ := muxServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "too large")
+	}))
+	c := &http.Client{Transport: NewTransport(), Timeout: 10 * time.Second}
+	for _, size := range []int64{64 << 20, -1} {
+		body := io.LimitReader(zeros{}, 64<<20)
+		req, _ := http.NewRequest("PUT", "http://"+addr+"/v1/kv/big", body)
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("PUT of 64 MiB (Content-Length %d): %v, want the server's 413", size, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too large" {
+			t.Fatalf("PUT of 64 MiB (Content-Length %d): %d %q, want 413 %q", size, resp.StatusCode, b, "too large")
+		}
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// A large body (written beside the wait for the answer) that the server
+// reads whole: the answer comes, and the connection is used again.
+func TestTransportLargeBodyReuse(t *testing.T) {
+	addr, conns, _ := muxServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	c := &http.Client{Transport: NewTransport(), Timeout: 10 * time.Second}
+	for i := range 3 {
+		req, _ := http.NewRequest("PUT", "http://"+addr+"/x", io.LimitReader(zeros{}, 4<<20))
+		if i == 1 {
+			req.ContentLength = -1 // chunked
+		} else {
+			req.ContentLength = 4 << 20
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "4194304" {
+			t.Fatalf("PUT %d of 4 MiB: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("3 large PUTs opened %d connections, want 1", n)
+	}
+}
