@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,16 @@ func TestConsulClientThroughClientAgent(t *testing.T) {
 	}
 	if p, _, _ := kv.Get("app/lock", nil); p != nil {
 		t.Errorf("behavior delete: app/lock still there: %+v", p)
+	}
+
+	// A value over the 512 KiB limit, forwarded: the servers' 413 and its
+	// message reach the client (a 3 MiB body is streamed to the server,
+	// which answers before reading it all).
+	for _, size := range []int{600 << 10, 3 << 20} {
+		_, err := kv.Put(&consul.KVPair{Key: "app/big", Value: make([]byte, size)}, nil)
+		if err == nil || !strings.Contains(err.Error(), "413") || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("PUT of %d bytes through the client agent: %v, want a 413 saying the value is too large", size, err)
+		}
 	}
 
 	// Stale reads through a follower and consistent reads.
