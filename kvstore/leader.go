@@ -64,9 +64,12 @@ func (s *Store) loseLeadership() {
 // tombstones.
 func (s *Store) leaderLoop(epoch uint64, ready, stop chan struct{}) {
 	for attempt := 0; ; attempt++ {
-		err := s.raft.Barrier(s.cfg.ApplyTimeout).Error()
+		err := s.wait(s.raft.Barrier(s.cfg.ApplyTimeout))
 		if err == nil {
 			break
+		}
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return
 		}
 		s.logger.Warn("leader barrier failed", "epoch", epoch, "error", err)
 		select {

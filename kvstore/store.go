@@ -338,7 +338,7 @@ func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
 	if !s.IsLeader() {
 		return fmt.Errorf("kvstore: add voter: %w", s.notLeader())
 	}
-	err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.timeout(ctx)).Error()
+	err := s.wait(s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.timeout(ctx)))
 	if err != nil {
 		return fmt.Errorf("kvstore: add voter %s: %w", id, s.mapRaftErr(err))
 	}
@@ -350,7 +350,7 @@ func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	if !s.IsLeader() {
 		return fmt.Errorf("kvstore: remove server: %w", s.notLeader())
 	}
-	err := s.raft.RemoveServer(raft.ServerID(id), 0, s.timeout(ctx)).Error()
+	err := s.wait(s.raft.RemoveServer(raft.ServerID(id), 0, s.timeout(ctx)))
 	if err != nil {
 		return fmt.Errorf("kvstore: remove server %s: %w", id, s.mapRaftErr(err))
 	}
@@ -360,11 +360,28 @@ func (s *Store) RemoveServer(ctx context.Context, id string) error {
 // Snapshot makes a Raft snapshot now (it is also made automatically by
 // SnapshotThreshold). Nothing new to snapshot is not an error.
 func (s *Store) Snapshot() error {
-	err := s.raft.Snapshot().Error()
+	err := s.wait(s.raft.Snapshot())
 	if err == nil || errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return nil
 	}
 	return fmt.Errorf("kvstore: snapshot: %w", s.mapRaftErr(err))
+}
+
+// wait waits for f's answer, or until the store shuts down. Raft leaves
+// some futures it accepted unanswered when it shuts down (a barrier queued
+// in the batched apply channel, for one): a bare f.Error() on one of those
+// never returns, and held Shutdown, which waits for the leader's tasks,
+// for ever. The goroutine waiting on such a future stays until the
+// process ends.
+func (s *Store) wait(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-s.shutdownCh:
+		return raft.ErrRaftShutdown
+	}
 }
 
 // timeout turns ctx's deadline into a raft timeout, capped by ApplyTimeout.

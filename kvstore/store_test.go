@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -316,5 +317,28 @@ func TestVerifierCoalescing(t *testing.T) {
 	}
 	if got := roundsNow(); got != 2 {
 		t.Fatalf("%d rounds for %d callers, want 2", got, n+1)
+	}
+}
+
+// neverFuture is a raft future that is never answered, as raft leaves a
+// barrier queued in its batched apply channel when it shuts down.
+type neverFuture struct{}
+
+func (neverFuture) Error() error { select {} }
+
+// Waiting on a future raft never answers ends when the store shuts down
+// (a leader's barrier wait once held Shutdown for ever).
+func TestWaitEndsAtShutdown(t *testing.T) {
+	s := &Store{shutdownCh: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- s.wait(neverFuture{}) }()
+	close(s.shutdownCh)
+	select {
+	case err := <-done:
+		if !errors.Is(err, raft.ErrRaftShutdown) {
+			t.Fatalf("wait = %v, want raft.ErrRaftShutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait on an unanswered future did not end at shutdown")
 	}
 }
