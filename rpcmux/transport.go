@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/outrigger/outrigger/internal/sockutil"
 )
 
 // Transport is an http.RoundTripper for server-to-server HTTP (forwarded
@@ -94,7 +96,7 @@ func (t *Transport) getIdle(addr string) *pconn {
 		list[len(list)-1] = nil
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()
-		if now.Sub(pc.idleAt) < timeout && connOpen(pc.c) {
+		if now.Sub(pc.idleAt) < timeout && sockutil.ConnAlive(pc.c) {
 			return pc
 		}
 		pc.c.Close()

@@ -4,9 +4,10 @@ import (
 	"io"
 	"net"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outrigger/outrigger/internal/sockutil"
 )
 
 // copyTCP is io.Copy between TCP connections: (*net.TCPConn).ReadFrom
@@ -32,22 +33,9 @@ func lastDataRecv(c *net.TCPConn) (time.Duration, bool) {
 	return time.Duration(info.Last_data_recv) * time.Millisecond, true
 }
 
-// connAlive reports whether an idle keep-alive connection is still open:
-// a non-blocking MSG_PEEK finds nothing to read (EAGAIN). EOF or unexpected
-// data mean the upstream closed it (or broke the protocol).
-func connAlive(c *net.TCPConn) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
-	rc.Control(func(fd uintptr) { alive = fdAlive(int(fd)) })
-	return alive
-}
+// connAlive reports whether an idle keep-alive connection is still open
+// (sockutil.ConnAlive).
+func connAlive(c *net.TCPConn) bool { return sockutil.ConnAlive(c) }
 
-// fdAlive checks that an idle connection is open (nothing to read, no EOF).
-func fdAlive(fd int) bool {
-	var b [1]byte
-	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	return e == unix.EAGAIN
-}
+// fdAlive is connAlive on the event loops' raw sockets.
+func fdAlive(fd int) bool { return sockutil.FDAlive(fd) }
